@@ -1,0 +1,28 @@
+import { tracked } from '@trpc/server';
+import { answerInput, eventsInput, iceInput, offerInput, sessionInput } from '../src/protocol/signaling.ts';
+import { procedure, router } from './trpc.ts';
+
+/** Signaling: the server offers, the client answers, both trickle ICE; `events` streams the server's side. */
+export const webrtcRouter = router({
+  offer: procedure.input(offerInput).mutation(({ input, ctx }) => ctx.signaling.offer(ctx.ip, input.clientId)),
+
+  answer: procedure.input(answerInput).mutation(({ input, ctx }) => ctx.signaling.answer(input.sessionId, input.answerSdp)),
+
+  ice: procedure.input(iceInput).mutation(({ input, ctx }) => ctx.signaling.ice(input.sessionId, input.candidate)),
+
+  session: procedure.input(sessionInput).query(({ input, ctx }) => ctx.signaling.info(input.sessionId)),
+
+  close: procedure.input(sessionInput).mutation(({ input, ctx }) => ctx.signaling.close(input.sessionId)),
+
+  /**
+   * The server's trickled ICE candidates and state changes, as tracked SSE events: a client that reconnects
+   * sends `lastEventId` and gets exactly what it missed. Ends when the session ends.
+   */
+  events: procedure.input(eventsInput).subscription(({ input, ctx, signal }) => {
+    const session = ctx.signaling.sessions.get(input.sessionId);
+    const after = Number(input.lastEventId ?? 0) || 0;
+    return (async function* () {
+      for await (const { id, event } of session.events.follow(after, signal)) yield tracked(String(id), event);
+    })();
+  }),
+});

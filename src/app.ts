@@ -1,0 +1,94 @@
+import { fetchRequestHandler } from '@trpc/server/adapters/fetch';
+import { appRouter } from '../routers/index.ts';
+import type { Config } from './config.ts';
+import { Caller, Dispatcher, type Handlers } from './dispatch.ts';
+import { createHandlers, memoryParamsStore, type ParamsStore } from './engine/index.ts';
+import { AppError } from './errors.ts';
+import { corsHeaders, isOriginAllowed, preflightHeaders } from './http/cors.ts';
+import { errorResponse, json } from './http/json.ts';
+import { handleRest, REST_PREFIX } from './http/rest.ts';
+import { createWrtcPeer, type PeerFactory } from './peer/wrtc.ts';
+import { SessionManager } from './session/manager.ts';
+import { Signaling } from './signaling.ts';
+import { Stats } from './stats.ts';
+
+export const VERSION = '0.1.0';
+
+export interface AppDeps {
+  /** Makes RTCPeerConnections; wrtc by default. */
+  createPeer?: PeerFactory;
+  /** Engines attached to the server (inference, knowledge); unattached request types answer `backend_unavailable`. */
+  engines?: Partial<Handlers>;
+  params?: ParamsStore;
+}
+
+export interface App {
+  /** The whole server as a fetch handler: `/trpc/*`, `/v1/webrtc/*`. `info.ip` is the client's address. */
+  fetch(request: Request, info?: { ip?: string }): Promise<Response>;
+  /** Graceful shutdown: tells every channel, lets in-flight requests finish within the grace, closes every peer. */
+  close(graceMs?: number): Promise<void>;
+  readonly sessions: SessionManager;
+  readonly dispatcher: Dispatcher;
+  readonly stats: Stats;
+}
+
+/** Builds the server from its config; knows no runtime (main.ts serves it on Node or Deno). */
+export function createApp(config: Config, deps: AppDeps = {}): App {
+  const stats = new Stats();
+  let closing: Promise<void> | undefined;
+  let sessions: SessionManager;
+  const dispatcher = new Dispatcher(
+    createHandlers({
+      server: {
+        version: VERSION,
+        stats,
+        shuttingDown: () => closing !== undefined,
+        sessions: () => sessions.summary(),
+        inFlight: () => dispatcher.inFlightCount,
+      },
+      params: deps.params ?? memoryParamsStore(),
+      engines: deps.engines,
+    }),
+    stats,
+  );
+  sessions = new SessionManager(config, { createPeer: deps.createPeer ?? createWrtcPeer, dispatcher, stats });
+  const signaling = new Signaling(sessions, config);
+  const rpcCaller = new Caller('rpc');
+
+  async function route(request: Request, ip: string): Promise<Response> {
+    const path = new URL(request.url).pathname;
+    if (path === '/trpc' || path.startsWith('/trpc/')) {
+      return fetchRequestHandler({
+        endpoint: '/trpc',
+        req: request,
+        router: appRouter,
+        createContext: () => ({ ip, signaling, dispatcher, rpcCaller }),
+      });
+    }
+    if (path.startsWith(REST_PREFIX)) return handleRest(request, path, ip, signaling, config.maxBodyBytes);
+    if (path === '/' && request.method === 'GET') {
+      return json({ name: 'tabagent-webrtc', version: VERSION, trpc: '/trpc', rest: REST_PREFIX });
+    }
+    return errorResponse(new AppError('not_found', `No route ${request.method} ${path}`));
+  }
+
+  return {
+    sessions,
+    dispatcher,
+    stats,
+    async fetch(request, info = {}) {
+      const origin = request.headers.get('origin');
+      if (origin && !isOriginAllowed(origin, config.allowedOrigins)) {
+        return errorResponse(new AppError('forbidden', `Origin ${origin} is not allowed; add it to TABAGENT_ALLOWED_ORIGINS`));
+      }
+      if (request.method === 'OPTIONS') return new Response(null, { status: 204, headers: origin ? preflightHeaders(origin) : {} });
+      const response = await route(request, info.ip ?? 'unknown');
+      if (origin) for (const [name, value] of Object.entries(corsHeaders(origin))) response.headers.set(name, value);
+      return response;
+    },
+    close(graceMs) {
+      closing ??= sessions.shutdown(graceMs);
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,8 @@
+/** The client library: `import { connect } from 'tabagent-webrtc/client'`. */
+export { connect, TabAgentClient, type ConnectOptions } from './connect.ts';
+export { RequestChannel, type CallOptions, type Chunk, type Streamed } from './client.ts';
+export { createSignalingClient, type SignalingClient, type SignalingOptions } from './signaling.ts';
+export { AppError, type ErrorCode } from '../errors.ts';
+export type { Action, RequestInput, ResponseOf, StreamingAction } from '../registry.ts';
+export type { EventName, EventData } from '../protocol/events.ts';
+export type { AppRouter } from '../../routers/index.ts';

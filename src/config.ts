@@ -1,0 +1,88 @@
+import { z } from 'zod';
+
+const MiB = 1024 * 1024;
+
+const iceServer = z.object({
+  urls: z.union([z.string(), z.array(z.string())]),
+  username: z.string().optional(),
+  credential: z.string().optional(),
+});
+export type IceServer = z.infer<typeof iceServer>;
+
+/** The server's settings. Every field has a default; `loadConfig` reads them from the environment. */
+export const configSchema = z.object({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.coerce.number().int().min(0).max(65535).default(8080),
+  maxSessions: z.coerce.number().int().positive().default(100),
+  maxSessionsPerIp: z.coerce.number().int().positive().default(5),
+  /** A session with no signaling call and no data-channel message for this long is closed. */
+  inactivityTimeoutMs: z.coerce.number().int().positive().default(5 * 60_000),
+  cleanupIntervalMs: z.coerce.number().int().positive().default(30_000),
+  /** How long an offer waits for its answer. */
+  offerTtlMs: z.coerce.number().int().positive().default(60_000),
+  /** Upper bound on waiting for the server's own ICE gathering before the offer goes out. */
+  iceGatheringTimeoutMs: z.coerce.number().int().min(0).default(1_000),
+  /** A peer whose connection reads `disconnected` this long is closed (ICE may recover before). */
+  disconnectGraceMs: z.coerce.number().int().min(0).default(10_000),
+  iceServers: z.array(iceServer).default([]),
+  /** Largest message, after reassembly, either way on a data channel. */
+  maxMessageBytes: z.coerce.number().int().positive().default(64 * MiB),
+  /** Largest signaling request body (an SDP is a few KiB). */
+  maxBodyBytes: z.coerce.number().int().positive().default(1 * MiB),
+  /** On shutdown, how long in-flight requests may run before they are cancelled. */
+  shutdownGraceMs: z.coerce.number().int().min(0).default(10_000),
+  /** Browser origins allowed besides `chrome-extension://` ones; `*` allows any. */
+  allowedOrigins: z.array(z.string()).default([]),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+/** Environment variable of each setting: the one place that names them (the README's table follows it). */
+export const ENV_VARS = {
+  host: 'HOST',
+  port: 'PORT',
+  maxSessions: 'TABAGENT_MAX_SESSIONS',
+  maxSessionsPerIp: 'TABAGENT_MAX_SESSIONS_PER_IP',
+  inactivityTimeoutMs: 'TABAGENT_INACTIVITY_TIMEOUT_MS',
+  cleanupIntervalMs: 'TABAGENT_CLEANUP_INTERVAL_MS',
+  offerTtlMs: 'TABAGENT_OFFER_TTL_MS',
+  iceGatheringTimeoutMs: 'TABAGENT_ICE_GATHERING_TIMEOUT_MS',
+  disconnectGraceMs: 'TABAGENT_DISCONNECT_GRACE_MS',
+  iceServers: 'TABAGENT_ICE_SERVERS',
+  maxMessageBytes: 'TABAGENT_MAX_MESSAGE_BYTES',
+  maxBodyBytes: 'TABAGENT_MAX_BODY_BYTES',
+  shutdownGraceMs: 'TABAGENT_SHUTDOWN_GRACE_MS',
+  allowedOrigins: 'TABAGENT_ALLOWED_ORIGINS',
+} as const satisfies Record<keyof Config, string>;
+
+/** Parses list settings: ICE servers as JSON or comma-separated URLs, origins comma-separated. */
+const fromText: Partial<Record<keyof Config, (text: string) => unknown>> = {
+  iceServers: (text) => (text.trim().startsWith('[') ? JSON.parse(text) : splitList(text).map((urls) => ({ urls }))),
+  allowedOrigins: splitList,
+};
+
+function splitList(text: string): string[] {
+  return text.split(',').map((item) => item.trim()).filter(Boolean);
+}
+
+/** Builds the config from environment variables, then `overrides`. Errors name the variable to fix. */
+export function loadConfig(env: Record<string, string | undefined> = {}, overrides: ConfigInput = {}): Config {
+  const raw: Record<string, unknown> = {};
+  for (const [key, name] of Object.entries(ENV_VARS) as [keyof Config, string][]) {
+    const text = env[name];
+    if (text === undefined || text === '') continue;
+    try {
+      raw[key] = fromText[key] ? fromText[key](text) : text;
+    } catch {
+      throw new Error(`Invalid ${name}: cannot parse ${JSON.stringify(text)}`);
+    }
+  }
+  const parsed = configSchema.safeParse({ ...raw, ...overrides });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const key = issue.path[0] as keyof Config;
+    throw new Error(`Invalid ${ENV_VARS[key] ?? String(key)}: ${issue.message}`);
+  }
+  return parsed.data;
+}

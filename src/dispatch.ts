@@ -1,0 +1,187 @@
+import { AppError, toAppError } from './errors.ts';
+import type { EventData, EventName } from './protocol/events.ts';
+import { errorFrame, type DecodedRequest, type ErrorFrame } from './protocol/frames.ts';
+import { registry, type Action, type HandlerResult, type RequestParams } from './registry.ts';
+import { log } from './log.ts';
+import type { Stats } from './stats.ts';
+
+/** Fields of a streaming `chunk` frame; `delta` is the text the chunk adds. */
+export type ChunkFields = { delta: string } & Record<string, unknown>;
+
+/** Where a request's chunk and event frames go while it runs. Must not throw. */
+export type Emit = (frame: Record<string, unknown>) => void;
+
+export interface CallContext {
+  readonly requestId: string;
+  readonly action: Action;
+  /** Aborted by `stop_generation`, a closed channel or session, or shutdown. Pass it to every upstream call. */
+  readonly signal: AbortSignal;
+  readonly caller: Caller;
+  /** Binary payload that came with the request, if any. */
+  readonly attachment?: Uint8Array;
+  chunk(fields: ChunkFields): void;
+  event<E extends EventName>(name: E, data: EventData<E>): void;
+  /** Sends bytes with the final answer (as a binary envelope on the data channel). */
+  attach(bytes: Uint8Array): void;
+}
+
+export type Handler<A extends Action> = (
+  params: RequestParams<A>,
+  ctx: CallContext,
+) => Promise<HandlerResult<A>> | HandlerResult<A>;
+
+export type Handlers = { [A in Action]: Handler<A> };
+
+export interface InFlight {
+  readonly requestId: string;
+  readonly action: Action;
+  readonly startedAt: number;
+  readonly controller: AbortController;
+  /** The transport-side owner (a channel), so closing it cancels exactly its requests. */
+  readonly origin?: object;
+}
+
+/** Whoever sends requests: a session, or a tRPC / native-messaging caller. Owns its in-flight requests. */
+export class Caller {
+  readonly inFlight = new Map<string, InFlight>();
+  private nextId = 0;
+
+  constructor(readonly id: string) {}
+
+  assignRequestId = (): string => `srv-${++this.nextId}`;
+
+  /** Cancels matching in-flight requests, whose final answer becomes `reason`; returns their ids. */
+  cancel(reason: AppError | string, match: (request: InFlight) => boolean = () => true): string[] {
+    const error = typeof reason === 'string' ? new AppError('cancelled', reason) : reason;
+    const stopped: string[] = [];
+    for (const request of this.inFlight.values()) {
+      if (!match(request)) continue;
+      request.controller.abort(error);
+      stopped.push(request.requestId);
+    }
+    return stopped;
+  }
+}
+
+export interface FinalAnswer {
+  frame: Record<string, unknown> | ErrorFrame;
+  attachment?: Uint8Array;
+}
+
+export interface ExecuteOptions {
+  emit?: Emit;
+  attachment?: Uint8Array;
+  origin?: object;
+  /** A transport's own cancellation (an aborted HTTP request), joined with the caller's. */
+  signal?: AbortSignal;
+}
+
+/** The one path every transport's requests take: in-flight bookkeeping, handler call, one final answer. */
+export class Dispatcher {
+  private accepting = true;
+  private running = 0;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly handlers: Handlers,
+    private readonly stats: Stats,
+  ) {}
+
+  get inFlightCount(): number {
+    return this.running;
+  }
+
+  /** Runs a decoded request; resolves with exactly one final answer (a response or an error frame), never rejects. */
+  async execute(caller: Caller, request: DecodedRequest, options: ExecuteOptions = {}): Promise<FinalAnswer> {
+    const { requestId, action } = request;
+    if (!this.accepting) return fail(new AppError('shutting_down', 'Server is shutting down'), requestId);
+    if (caller.inFlight.has(requestId)) {
+      return fail(new AppError('conflict', `request_id "${requestId}" is already in flight`), requestId);
+    }
+
+    const controller = new AbortController();
+    const unlink = options.signal && follow(options.signal, controller);
+    caller.inFlight.set(requestId, { requestId, action, startedAt: Date.now(), controller, origin: options.origin });
+    this.running++;
+
+    let settled = false;
+    let replyAttachment: Uint8Array | undefined;
+    const emit = options.emit;
+    const live = () => !settled && !controller.signal.aborted;
+    const ctx: CallContext = {
+      requestId,
+      action,
+      signal: controller.signal,
+      caller,
+      attachment: options.attachment,
+      chunk: (fields) => {
+        if (live() && emit) emit({ request_id: requestId, type: 'chunk', ...fields });
+      },
+      event: (name, data) => {
+        if (live() && emit) emit({ type: 'event', event: name, request_id: requestId, data });
+      },
+      attach: (bytes) => {
+        replyAttachment = bytes;
+      },
+    };
+
+    const started = performance.now();
+    let answer: FinalAnswer;
+    try {
+      const handler = this.handlers[action] as Handler<Action>;
+      const result = await handler(request.params as RequestParams<Action>, ctx);
+      controller.signal.throwIfAborted();
+      answer = { frame: { request_id: requestId, type: registry[action].response, ...result }, attachment: replyAttachment };
+    } catch (thrown) {
+      const error = toAppError(controller.signal.aborted ? controller.signal.reason : thrown);
+      if (error.code === 'internal') log.error(`"${action}" failed`, { request_id: requestId, cause: error.cause });
+      answer = fail(error, requestId);
+    } finally {
+      settled = true;
+      unlink?.();
+      caller.inFlight.delete(requestId);
+      this.running--;
+      if (this.running === 0) this.wakeIdleWaiters();
+    }
+    this.stats.recordRequest(action, performance.now() - started, answer.frame.type !== 'error');
+    return answer;
+  }
+
+  /** New requests get `shutting_down` from now on; requests already running continue. */
+  stopAccepting(): void {
+    this.accepting = false;
+  }
+
+  /** Resolves true once nothing is in flight, or false when `timeoutMs` passes first. */
+  drain(timeoutMs: number): Promise<boolean> {
+    if (this.running === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  private wakeIdleWaiters(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const wake of waiters) wake();
+  }
+}
+
+function fail(error: AppError, requestId: string): FinalAnswer {
+  return { frame: errorFrame(error, requestId) };
+}
+
+/** Aborts `controller` when `signal` aborts; returns the unsubscribe. */
+function follow(signal: AbortSignal, controller: AbortController): () => void {
+  if (signal.aborted) {
+    controller.abort(signal.reason);
+    return () => {};
+  }
+  const onAbort = () => controller.abort(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  return () => signal.removeEventListener('abort', onAbort);
+}

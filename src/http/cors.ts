@@ -1,0 +1,27 @@
+/**
+ * CORS: `chrome-extension://` origins are answered (extensions are who this server is for), plus configured
+ * web origins; `*` in the list allows any. Requests without an Origin (other services, curl) need no CORS.
+ */
+const ALLOWED_HEADERS = 'authorization, content-type, trpc-accept, x-trpc-source, last-event-id';
+const ALLOWED_METHODS = 'GET, POST, DELETE, OPTIONS';
+
+export function isOriginAllowed(origin: string, allowed: readonly string[]): boolean {
+  return origin.startsWith('chrome-extension://') || allowed.includes('*') || allowed.includes(origin);
+}
+
+export function corsHeaders(origin: string): Record<string, string> {
+  return {
+    'access-control-allow-origin': origin,
+    'access-control-allow-credentials': 'true',
+    vary: 'Origin',
+  };
+}
+
+export function preflightHeaders(origin: string): Record<string, string> {
+  return {
+    ...corsHeaders(origin),
+    'access-control-allow-methods': ALLOWED_METHODS,
+    'access-control-allow-headers': ALLOWED_HEADERS,
+    'access-control-max-age': '600',
+  };
+}

@@ -1,0 +1,64 @@
+import type { z } from 'zod';
+import { AppError } from '../errors.ts';
+import { schemaError } from '../protocol/frames.ts';
+import { answerInput, iceInput, offerInput, sessionInput } from '../protocol/signaling.ts';
+import type { Signaling } from '../signaling.ts';
+import { errorResponse, json, readJsonBody } from './json.ts';
+
+export const REST_PREFIX = '/v1/webrtc/';
+
+/**
+ * The seed-compatible signaling routes, plain JSON, with the same behaviour as the tRPC procedures:
+ *   POST   /v1/webrtc/offer                 { clientId? }
+ *   POST   /v1/webrtc/answer/:sessionId     { answerSdp }        (also POST /v1/webrtc/answer { session_id, sdp })
+ *   POST   /v1/webrtc/ice/:sessionId        { candidate }        (also POST /v1/webrtc/ice { session_id, candidate })
+ *   GET    /v1/webrtc/session/:sessionId
+ *   DELETE /v1/webrtc/session/:sessionId
+ */
+export async function handleRest(request: Request, path: string, ip: string, signaling: Signaling, maxBodyBytes: number) {
+  const [route, pathId, ...rest] = path.slice(REST_PREFIX.length).split('/').map(decodeURIComponent);
+  const method = request.method;
+  try {
+    if (rest.length > 0) throw noRoute(method, path);
+    const body = () => readJsonBody(request, maxBodyBytes);
+    switch (`${method} ${route}`) {
+      case 'POST offer': {
+        const { clientId } = parse(offerInput, 'offer', await body());
+        const offer = await signaling.offer(ip, clientId);
+        return json({ ...offer, expiresAt: offer.expiresAt.toISOString() });
+      }
+      case 'POST answer': {
+        const fields = await body();
+        const input = parse(answerInput, 'answer', {
+          sessionId: pathId ?? fields.session_id ?? fields.sessionId,
+          answerSdp: fields.answerSdp ?? fields.sdp ?? fields.answer_sdp,
+        });
+        return json(await signaling.answer(input.sessionId, input.answerSdp));
+      }
+      case 'POST ice': {
+        const fields = await body();
+        const sessionId = pathId ?? fields.session_id ?? fields.sessionId;
+        const input = parse(iceInput, 'ice', { sessionId, candidate: fields.candidate === undefined ? null : fields.candidate });
+        return json(await signaling.ice(input.sessionId, input.candidate));
+      }
+      case 'GET session':
+        return json(signaling.info(parse(sessionInput, 'session', { sessionId: pathId }).sessionId));
+      case 'DELETE session':
+        return json(signaling.close(parse(sessionInput, 'session', { sessionId: pathId }).sessionId));
+    }
+    const known = ['offer', 'answer', 'ice', 'session'].includes(route);
+    throw known ? new AppError('method_not_allowed', `${method} is not allowed on ${path}`) : noRoute(method, path);
+  } catch (error) {
+    return errorResponse(error);
+  }
+}
+
+function parse<S extends z.ZodType>(schema: S, route: string, value: unknown): z.output<S> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw schemaError(route, result.error.issues);
+  return result.data;
+}
+
+function noRoute(method: string, path: string): AppError {
+  return new AppError('not_found', `No route ${method} ${path}`);
+}

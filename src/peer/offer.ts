@@ -1,0 +1,38 @@
+/** The server creates the offer: a `tabagent` data channel (ordered, reliable) and its host candidates inline. */
+export const SERVER_CHANNEL_LABEL = 'tabagent';
+
+export interface Offer {
+  channel: RTCDataChannel;
+  sdp: string;
+}
+
+/**
+ * Creates the offer and waits (bounded) for ICE gathering, so the SDP already carries the server's candidates:
+ * clients that never ask for trickled server candidates (the seed's) still connect. Candidates that come later
+ * still reach `onicecandidate` listeners.
+ */
+export async function createServerOffer(pc: RTCPeerConnection, gatheringTimeoutMs: number): Promise<Offer> {
+  const channel = pc.createDataChannel(SERVER_CHANNEL_LABEL, { ordered: true });
+  const gathered = gatheringComplete(pc, gatheringTimeoutMs);
+  await pc.setLocalDescription(await pc.createOffer());
+  await gathered;
+  const sdp = pc.localDescription?.sdp;
+  if (!sdp) throw new Error('The peer produced no local description');
+  return { channel, sdp };
+}
+
+function gatheringComplete(pc: RTCPeerConnection, timeoutMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, timeoutMs);
+    const previous = pc.onicegatheringstatechange;
+    pc.onicegatheringstatechange = (event) => {
+      previous?.call(pc, event);
+      if (pc.iceGatheringState === 'complete') done();
+    };
+    function done() {
+      clearTimeout(timer);
+      pc.onicegatheringstatechange = previous;
+      resolve();
+    }
+  });
+}

@@ -1,0 +1,118 @@
+import { AppError, type ErrorCode } from '../errors.ts';
+import { actionFromPascalCase, isAction, registry, type Action } from '../registry.ts';
+
+/** A request that passed decoding and its type's input schema. */
+export interface DecodedRequest {
+  requestId: string;
+  action: Action;
+  params: unknown;
+}
+
+export type DecodeResult = { ok: true; request: DecodedRequest } | { ok: false; requestId?: string; error: AppError };
+
+export interface ErrorFrame {
+  request_id?: string;
+  type: 'error';
+  code: ErrorCode;
+  message: string;
+  details?: unknown;
+}
+
+const MAX_REQUEST_ID_LENGTH = 128;
+const ENVELOPE_KEYS = new Set(['action', 'request_id', 'request_type']);
+
+/**
+ * Turns one JSON text frame into a validated request. Never throws: bad input becomes a typed error that
+ * still carries the request_id when the frame had a usable one, so the client can correlate it.
+ */
+export function decodeRequest(text: string, assignId: () => string): DecodeResult {
+  let frame: unknown;
+  try {
+    frame = JSON.parse(text);
+  } catch (cause) {
+    return fail(new AppError('invalid_json', `Message is not valid JSON: ${(cause as Error).message}`));
+  }
+  return decodeRequestObject(frame, assignId);
+}
+
+/** As `decodeRequest`, for transports that deliver parsed JSON (tRPC, native messaging envelopes). */
+export function decodeRequestObject(frame: unknown, assignId: () => string): DecodeResult {
+  if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) {
+    return fail(new AppError('invalid_request', 'A request must be a JSON object with an "action" field'));
+  }
+  const fields = frame as Record<string, unknown>;
+
+  const rawId = fields.request_id;
+  let requestId: string;
+  if (rawId === undefined || rawId === null) requestId = assignId();
+  else if ((typeof rawId === 'string' && rawId.length > 0) || Number.isSafeInteger(rawId)) requestId = String(rawId);
+  else return fail(invalidField('request_id', 'must be a non-empty string'));
+  if (requestId.length > MAX_REQUEST_ID_LENGTH) {
+    return fail(invalidField('request_id', `must be at most ${MAX_REQUEST_ID_LENGTH} characters`));
+  }
+
+  const action = resolveAction(fields);
+  if (action instanceof AppError) return fail(action, requestId);
+
+  const params: Record<string, unknown> = {};
+  for (const key in fields) if (!ENVELOPE_KEYS.has(key)) params[key] = fields[key];
+
+  const parsed = registry[action].input.safeParse(params);
+  if (!parsed.success) return fail(schemaError(action, parsed.error.issues), requestId);
+  return { ok: true, request: { requestId, action, params: parsed.data } };
+}
+
+export function errorFrame(error: AppError, requestId?: string): ErrorFrame {
+  const frame: ErrorFrame = { type: 'error', code: error.code, message: error.message };
+  if (requestId !== undefined) frame.request_id = requestId;
+  if (error.details !== undefined) frame.details = error.details;
+  return frame;
+}
+
+function resolveAction(fields: Record<string, unknown>): Action | AppError {
+  const { action, request_type: requestType } = fields;
+  if (action !== undefined) {
+    if (typeof action !== 'string') return invalidField('action', 'must be a string');
+    return isAction(action) ? action : unknownAction(action);
+  }
+  if (requestType !== undefined) {
+    if (typeof requestType !== 'string') return invalidField('request_type', 'must be a string');
+    return actionFromPascalCase(requestType) ?? (isAction(requestType) ? requestType : unknownAction(requestType));
+  }
+  return new AppError('invalid_request', 'Missing "action": name the request type, e.g. {"action":"health"}', {
+    details: { field: 'action' },
+  });
+}
+
+function unknownAction(name: string): AppError {
+  return new AppError('unknown_action', `Unknown action "${name.slice(0, 64)}"; see docs/REQUEST_TYPES.md`, {
+    details: { action: name.slice(0, 64) },
+  });
+}
+
+function invalidField(field: string, problem: string): AppError {
+  return new AppError('invalid_request', `"${field}" ${problem}`, { details: { field } });
+}
+
+interface Issue {
+  path: PropertyKey[];
+  message: string;
+  code: string;
+  keys?: string[];
+}
+
+/** Names the offending field (`messages.0.role`) so the caller knows what to change. */
+export function schemaError(action: string, issues: readonly Issue[]): AppError {
+  const described = issues.slice(0, 10).map((issue) => {
+    const path = [...issue.path, ...(issue.code === 'unrecognized_keys' && issue.keys ? [issue.keys[0]] : [])];
+    return { field: path.map(String).join('.') || '(params)', message: issue.message };
+  });
+  const first = described[0];
+  return new AppError('invalid_request', `Invalid "${action}" request: ${first.field}: ${first.message}`, {
+    details: { field: first.field, issues: described },
+  });
+}
+
+function fail(error: AppError, requestId?: string): DecodeResult {
+  return requestId === undefined ? { ok: false, error } : { ok: false, requestId, error };
+}

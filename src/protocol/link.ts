@@ -1,0 +1,265 @@
+/**
+ * One data channel as an ordered message link: text frames and binary envelopes of any size (fragmented to
+ * fit the peer's max message size), sent in call order with backpressure, received and reassembled.
+ */
+import { AppError, toAppError } from '../errors.ts';
+import {
+  FRAGMENT_HEADER_BYTES,
+  FRAME_ENVELOPE,
+  FRAME_FRAGMENT,
+  INNER_BINARY,
+  INNER_TEXT,
+  Reassembler,
+  decodeEnvelope,
+  encodeEnvelope,
+  fragment,
+  utf8Length,
+  type InnerKind,
+} from './framing.ts';
+
+/** The part of a W3C RTCDataChannel the link uses. Handlers are properties: @roamhq/wrtc dispatches to them reliably. */
+export interface DataChannelLike {
+  readonly label: string;
+  readonly readyState: string;
+  readonly bufferedAmount: number;
+  binaryType: string;
+  send(data: string | ArrayBufferView<ArrayBuffer> | ArrayBuffer): void;
+  close(): void;
+  onmessage: ((event: MessageEvent) => void) | null;
+  onclose: ((event: Event) => void) | null;
+}
+
+export type Inbound = { kind: 'text'; text: string } | { kind: 'binary'; header: string; payload: Uint8Array };
+
+export interface LinkOptions {
+  /** The peer's max message size (pc.sctp.maxMessageSize; Chrome and wrtc report 262144). */
+  maxMessageSize: number;
+  /** Largest message accepted from the peer after reassembly; default 64 MiB. */
+  maxMessageBytes?: number;
+  /** Sending pauses while bufferedAmount is above this; default 1 MiB. */
+  highWaterMark?: number;
+  /** and resumes once it is at or below this; default 256 KiB. */
+  lowWaterMark?: number;
+  /** How often to look at bufferedAmount while paused (wrtc has no bufferedamountlow event); default 2 ms. */
+  pollIntervalMs?: number;
+  onMessage(message: Inbound): void;
+  /** A bad frame from the peer, or an error thrown by onMessage; the link keeps working. */
+  onProtocolError(error: AppError): void;
+  onClose?(): void;
+  /** Counters to add this link's traffic to (e.g. a server-wide total); a fresh set by default. */
+  stats?: LinkStats;
+}
+
+export interface LinkStats {
+  messagesIn: number;
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/**
+ * Frames never exceed this, whatever the peer allows: Firefox advertises about 1 GiB, and libwebrtc drops or
+ * closes once 16 MiB is queued, so a huge single frame would defeat backpressure.
+ */
+const MAX_FRAME_BYTES = 256 * 1024;
+const RESOLVED = Promise.resolve();
+const encoder = new TextEncoder();
+const noop = () => {};
+
+const closedError = () => new AppError('cancelled', 'data channel closed');
+
+export class ChannelLink {
+  readonly channel: DataChannelLike;
+  readonly stats: LinkStats;
+  readonly #options: LinkOptions;
+  readonly #frameBytes: number;
+  readonly #high: number;
+  readonly #low: number;
+  readonly #pollMs: number;
+  readonly #reassembler: Reassembler;
+  #tail: Promise<void> = RESOLVED;
+  #queued = 0; // messages accepted but not yet fully handed to the channel
+  #nextMessageId = 0;
+  #closed = false;
+
+  constructor(channel: DataChannelLike, options: LinkOptions) {
+    this.channel = channel;
+    this.stats = options.stats ?? { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0 };
+    this.#options = options;
+    this.#frameBytes = Math.min(options.maxMessageSize, MAX_FRAME_BYTES);
+    this.#high = options.highWaterMark ?? 1024 * 1024;
+    this.#low = options.lowWaterMark ?? 256 * 1024;
+    this.#pollMs = options.pollIntervalMs ?? 2;
+    if (!(this.#frameBytes > FRAGMENT_HEADER_BYTES) || this.#low > this.#high) {
+      throw new AppError('internal', 'Invalid link options: maxMessageSize too small or lowWaterMark above highWaterMark');
+    }
+    this.#reassembler = new Reassembler({ maxMessageBytes: options.maxMessageBytes ?? 64 * 1024 * 1024 });
+
+    channel.binaryType = 'arraybuffer';
+    channel.onmessage = (event) => this.#receive(event.data);
+    channel.onclose = () => {
+      this.#closed = true;
+      options.onClose?.();
+    };
+  }
+
+  get isOpen(): boolean {
+    return !this.#closed && this.channel.readyState === 'open';
+  }
+
+  /** Sends one text frame; its UTF-8 bytes go as fragments when they exceed one data-channel message. */
+  sendText(text: string): Promise<void> {
+    const limit = this.#frameBytes;
+    if (text.length * 3 <= limit || (text.length <= limit && utf8Length(text) <= limit)) {
+      return this.#queued === 0 && this.#ready() ? this.#sendNow(text) : this.#enqueue([text]);
+    }
+    return this.#enqueue(this.#fragments(encoder.encode(text), INNER_TEXT));
+  }
+
+  /** Sends a JSON header with a binary payload as one envelope, fragmented when it exceeds one data-channel message. */
+  sendBinary(headerJson: string, payload: Uint8Array): Promise<void> {
+    const envelope = encodeEnvelope(headerJson, payload);
+    if (envelope.length > this.#frameBytes) return this.#enqueue(this.#fragments(envelope, INNER_BINARY));
+    return this.#queued === 0 && this.#ready() ? this.#sendNow(envelope) : this.#enqueue([envelope]);
+  }
+
+  /**
+   * Resolves once every message sent so far has left the channel's send buffer (bufferedAmount 0), the channel
+   * has closed, or `timeoutMs` has passed. Never rejects. Left the buffer is not delivered: under wrtc the SCTP
+   * stack still holds the tail (about 30 ms on loopback), and closing the channel then drops it at the peer.
+   */
+  flush(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let handedOver = false;
+    this.#tail.then(() => (handedOver = true));
+    return new Promise<void>((resolve) => {
+      const check = () => {
+        if (!this.isOpen || Date.now() >= deadline || (handedOver && this.channel.bufferedAmount === 0)) resolve();
+        else setTimeout(check, this.#pollMs);
+      };
+      check();
+    });
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.channel.close();
+  }
+
+  #fragments(bytes: Uint8Array, innerKind: InnerKind): Uint8Array<ArrayBuffer>[] {
+    const id = this.#nextMessageId;
+    this.#nextMessageId = (id + 1) >>> 0;
+    return fragment(bytes, innerKind, id, this.#frameBytes);
+  }
+
+  #ready(): boolean {
+    return !this.#closed && this.channel.readyState === 'open' && this.channel.bufferedAmount <= this.#high;
+  }
+
+  #sendNow(frame: string | Uint8Array<ArrayBuffer>): Promise<void> {
+    try {
+      this.#write(frame);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.stats.messagesOut++;
+    return RESOLVED;
+  }
+
+  #enqueue(frames: (string | Uint8Array<ArrayBuffer>)[]): Promise<void> {
+    this.#queued++;
+    const run = this.#tail.then(() => this.#writeAll(frames));
+    this.#tail = run.then(noop, noop);
+    return run;
+  }
+
+  async #writeAll(frames: (string | Uint8Array<ArrayBuffer>)[]): Promise<void> {
+    try {
+      for (const frame of frames) {
+        if (!this.#ready()) await this.#writable();
+        this.#write(frame);
+      }
+      this.stats.messagesOut++;
+    } finally {
+      this.#queued--;
+    }
+  }
+
+  #write(frame: string | Uint8Array<ArrayBuffer>): void {
+    try {
+      this.channel.send(frame);
+    } catch (error) {
+      // libwebrtc throws InvalidStateError once the transport is gone, even while readyState still reads 'open'.
+      if (error instanceof Error && error.name === 'InvalidStateError') {
+        this.#closed = true;
+        throw new AppError('cancelled', 'data channel closed', { cause: error });
+      }
+      throw toAppError(error);
+    }
+    this.stats.bytesOut += typeof frame === 'string' ? utf8Length(frame) : frame.length;
+  }
+
+  /** Called when not #ready(): resolves once the channel is open and drained to the low water mark. */
+  #writable(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const check = () => {
+        const state = this.channel.readyState;
+        if (this.#closed || (state !== 'open' && state !== 'connecting')) reject(closedError());
+        else if (state === 'open' && this.channel.bufferedAmount <= this.#low) resolve();
+        else setTimeout(check, this.#pollMs);
+      };
+      check();
+    });
+  }
+
+  #receive(data: unknown): void {
+    let message: Inbound | null;
+    try {
+      message = this.#decode(data);
+    } catch (error) {
+      this.#report(error);
+      return;
+    }
+    if (!message) return;
+    this.stats.messagesIn++;
+    try {
+      this.#options.onMessage(message);
+    } catch (error) {
+      this.#report(error);
+    }
+  }
+
+  // A throw escaping a wrtc event handler is an uncaught exception that takes the whole process down.
+  #report(error: unknown): void {
+    try {
+      this.#options.onProtocolError(toAppError(error));
+    } catch (secondary) {
+      console.error('ChannelLink: onProtocolError threw', secondary);
+    }
+  }
+
+  #decode(data: unknown): Inbound | null {
+    if (typeof data === 'string') {
+      this.stats.bytesIn += utf8Length(data);
+      return { kind: 'text', text: data };
+    }
+    let bytes: Uint8Array;
+    if (data instanceof ArrayBuffer) bytes = new Uint8Array(data);
+    else if (ArrayBuffer.isView(data)) bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    else throw new AppError('invalid_request', 'Unsupported data channel message type');
+    this.stats.bytesIn += bytes.length;
+
+    if (bytes[0] === FRAME_ENVELOPE) return envelopeMessage(bytes);
+    if (bytes[0] !== FRAME_FRAGMENT) {
+      throw new AppError('invalid_request', `Unknown binary frame kind ${bytes.length ? bytes[0] : '(empty)'}`);
+    }
+    const done = this.#reassembler.push(bytes);
+    if (!done) return null;
+    return done.kind === 'text' ? done : envelopeMessage(done.bytes);
+  }
+}
+
+function envelopeMessage(bytes: Uint8Array): Inbound {
+  const { header, payload } = decodeEnvelope(bytes);
+  return { kind: 'binary', header, payload };
+}

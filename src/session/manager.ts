@@ -1,0 +1,227 @@
+import { randomBytes } from 'node:crypto';
+import type { Config } from '../config.ts';
+import type { Dispatcher } from '../dispatch.ts';
+import { AppError } from '../errors.ts';
+import { log, redact } from '../log.ts';
+import { createServerOffer } from '../peer/offer.ts';
+import type { PeerFactory } from '../peer/wrtc.ts';
+import type { Stats } from '../stats.ts';
+import { serveChannel } from './serve.ts';
+import { Session } from './session.ts';
+import { normalizeCandidate, type CandidateInput } from './candidates.ts';
+
+export interface ManagerDeps {
+  createPeer: PeerFactory;
+  dispatcher: Dispatcher;
+  stats: Stats;
+}
+
+/** Client candidates held before the answer; a real client sends a handful. */
+const MAX_EARLY_CANDIDATES = 64;
+/** After shutdown's grace, how long cancelled requests get to send their final answers. */
+const CANCEL_FLUSH_MS = 1_000;
+/** An empty send buffer is not delivery: SCTP still holds the tail briefly, and closing drops it at the peer. */
+const DELIVERY_MARGIN_MS = 100;
+
+/** Owns every session: creation within limits, signaling steps, inactivity sweep, shutdown. */
+export class SessionManager {
+  private readonly sessions = new Map<string, Session>();
+  private readonly perIp = new Map<string, number>();
+  private readonly answering = new Set<Session>();
+  private readonly sweepTimer: ReturnType<typeof setInterval>;
+  private created = 0;
+  private accepting = true;
+
+  constructor(
+    private readonly config: Config,
+    private readonly deps: ManagerDeps,
+  ) {
+    this.sweepTimer = setInterval(() => this.sweep(), config.cleanupIntervalMs);
+    this.sweepTimer.unref?.();
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  /** Creates a session and its offer. The slot is taken before any await, so limits hold under concurrency. */
+  async create(options: { clientId?: string; ip: string }): Promise<{ session: Session; offerSdp: string }> {
+    if (!this.accepting) throw new AppError('shutting_down', 'Server is shutting down; try again shortly');
+    if (this.sessions.size >= this.config.maxSessions) {
+      throw new AppError('server_busy', `Server has its maximum of ${this.config.maxSessions} sessions; try again later`);
+    }
+    const ipSessions = this.perIp.get(options.ip) ?? 0;
+    if (ipSessions >= this.config.maxSessionsPerIp) {
+      throw new AppError('session_limit', `This address already has ${this.config.maxSessionsPerIp} sessions; close one first`);
+    }
+
+    const id = randomBytes(18).toString('base64url');
+    const pc = this.deps.createPeer({ iceServers: this.config.iceServers });
+    const session = new Session(id, options.clientId ?? id, options.ip, pc, Date.now() + this.config.offerTtlMs, (s) =>
+      this.forget(s),
+    );
+    this.sessions.set(id, session);
+    this.perIp.set(options.ip, ipSessions + 1);
+    this.created++;
+    this.watchPeer(session);
+
+    try {
+      const offer = await createServerOffer(pc, this.config.iceGatheringTimeoutMs);
+      if (session.closed) throw new AppError('shutting_down', 'Session closed while its offer was made');
+      this.serve(session, offer.channel);
+      log.info('session created', { session: redact(id), ip: options.ip });
+      return { session, offerSdp: offer.sdp };
+    } catch (error) {
+      session.close('offer failed');
+      if (error instanceof AppError) throw error;
+      throw new AppError('internal', 'Could not create a WebRTC offer', { cause: error });
+    }
+  }
+
+  /** Applies the client's answer. A second answer is a conflict; a bad SDP leaves the session waiting. */
+  async answer(id: string, sdp: string): Promise<void> {
+    const session = this.get(id);
+    if (session.state !== 'waiting_for_answer' || this.answering.has(session)) {
+      throw new AppError('conflict', `Session already has an answer (state ${session.state})`);
+    }
+    session.touch();
+    this.answering.add(session);
+    try {
+      await session.pc.setRemoteDescription({ type: 'answer', sdp });
+    } catch (cause) {
+      throw new AppError('invalid_request', `Answer SDP rejected: ${(cause as Error).message}`, {
+        details: { field: 'answerSdp' },
+        cause,
+      });
+    } finally {
+      this.answering.delete(session);
+    }
+    if (session.closed) throw notFound();
+    session.setState('ice_gathering');
+    const early = session.earlyCandidates.splice(0);
+    await Promise.all(early.map((candidate) => this.applyCandidate(session, candidate).catch(() => {})));
+  }
+
+  /** Adds a client ICE candidate; before the answer it is held, after it is applied. `null` ends the trickle. */
+  async addIceCandidate(id: string, input: CandidateInput): Promise<void> {
+    const session = this.get(id);
+    session.touch();
+    const candidate = normalizeCandidate(input);
+    if (!candidate) return;
+    if (!session.pc.remoteDescription) {
+      if (session.earlyCandidates.length >= MAX_EARLY_CANDIDATES) {
+        throw new AppError('conflict', `More than ${MAX_EARLY_CANDIDATES} candidates before an answer`);
+      }
+      session.earlyCandidates.push(candidate);
+      return;
+    }
+    await this.applyCandidate(session, candidate);
+  }
+
+  get(id: string): Session {
+    const session = this.sessions.get(id);
+    if (!session) throw notFound();
+    return session;
+  }
+
+  close(id: string, reason = 'closed by client'): void {
+    this.get(id).close(reason);
+  }
+
+  /** Closes sessions whose offer expired unanswered or that were idle too long (requests in flight count as activity). */
+  sweep(now = Date.now()): void {
+    for (const session of this.sessions.values()) {
+      if (session.state === 'waiting_for_answer' && now > session.expiresAt) session.close('offer expired unanswered');
+      else if (now - session.lastActivity > this.config.inactivityTimeoutMs && session.caller.inFlight.size === 0) {
+        session.close('inactive');
+      }
+    }
+  }
+
+  /**
+   * Graceful shutdown: refuse new sessions and requests, tell every channel, let in-flight requests finish
+   * within `graceMs`, cancel the rest with `shutting_down`, deliver their answers, close every peer.
+   */
+  async shutdown(graceMs = this.config.shutdownGraceMs): Promise<void> {
+    this.accepting = false;
+    clearInterval(this.sweepTimer);
+    const { dispatcher } = this.deps;
+    dispatcher.stopAccepting();
+    const notice = JSON.stringify({ type: 'event', event: 'shutting_down', data: { grace_ms: graceMs } });
+    for (const session of this.sessions.values()) {
+      for (const link of session.links) link.sendText(notice).catch(() => {});
+    }
+    if (!(await dispatcher.drain(graceMs))) {
+      const stop = new AppError('shutting_down', 'Server shut down before the request finished');
+      for (const session of this.sessions.values()) session.caller.cancel(stop);
+      await dispatcher.drain(CANCEL_FLUSH_MS);
+    }
+    await Promise.all([...this.sessions.values()].flatMap((s) => [...s.links].map((link) => link.flush(CANCEL_FLUSH_MS))));
+    if (this.sessions.size > 0) await new Promise((resolve) => setTimeout(resolve, DELIVERY_MARGIN_MS));
+    for (const session of [...this.sessions.values()]) session.close('server shutting down');
+  }
+
+  summary(): { active: number; created: number; max: number; byState: Record<string, number> } {
+    const byState: Record<string, number> = {};
+    for (const { state } of this.sessions.values()) byState[state] = (byState[state] ?? 0) + 1;
+    return { active: this.sessions.size, created: this.created, max: this.config.maxSessions, byState };
+  }
+
+  private watchPeer(session: Session): void {
+    const { pc } = session;
+    pc.onicecandidate = ({ candidate }) => {
+      session.events.push({ kind: 'candidate', candidate: candidate ? candidate.toJSON() : null });
+    };
+    pc.onconnectionstatechange = () => {
+      switch (pc.connectionState) {
+        case 'connected':
+          session.peerRecovered();
+          if (session.state === 'ice_gathering') session.setState('connected');
+          break;
+        case 'disconnected':
+          session.peerDisconnected(this.config.disconnectGraceMs);
+          break;
+        case 'failed':
+        case 'closed':
+          session.close(`peer connection ${pc.connectionState}`);
+      }
+    };
+    pc.ondatachannel = ({ channel }) => this.serve(session, channel);
+  }
+
+  private serve(session: Session, channel: RTCDataChannel): void {
+    if (session.closed) return channel.close();
+    serveChannel(session, channel, {
+      dispatcher: this.deps.dispatcher,
+      stats: this.deps.stats,
+      maxMessageBytes: this.config.maxMessageBytes,
+      onAllChannelsClosed: (s) => s.close('all data channels closed'),
+    });
+  }
+
+  private async applyCandidate(session: Session, candidate: RTCIceCandidateInit): Promise<void> {
+    try {
+      await session.pc.addIceCandidate(candidate);
+      session.remoteCandidates++;
+    } catch (cause) {
+      if (session.closed) throw notFound();
+      throw new AppError('invalid_request', `ICE candidate rejected: ${(cause as Error).message}`, {
+        details: { field: 'candidate' },
+        cause,
+      });
+    }
+  }
+
+  private forget(session: Session): void {
+    if (this.sessions.get(session.id) !== session) return;
+    this.sessions.delete(session.id);
+    const left = (this.perIp.get(session.ip) ?? 1) - 1;
+    if (left > 0) this.perIp.set(session.ip, left);
+    else this.perIp.delete(session.ip);
+  }
+}
+
+/** The same answer for a closed session and one that never existed: ids are capabilities, not to be probed. */
+function notFound(): AppError {
+  return new AppError('not_found', 'No such session (it may have expired or been closed)');
+}

@@ -1,0 +1,45 @@
+import type { Config } from './config.ts';
+import type { CandidateInput } from './session/candidates.ts';
+import type { SessionManager } from './session/manager.ts';
+import type { SessionInfo } from './session/session.ts';
+
+export interface OfferResult {
+  sessionId: string;
+  offerSdp: string;
+  iceServers: Config['iceServers'];
+  expiresAt: Date;
+}
+
+/** The signaling operations, one implementation behind both the tRPC procedures and the REST routes. */
+export class Signaling {
+  constructor(
+    readonly sessions: SessionManager,
+    private readonly config: Config,
+  ) {}
+
+  async offer(ip: string, clientId?: string): Promise<OfferResult> {
+    const { session, offerSdp } = await this.sessions.create({ clientId, ip });
+    return { sessionId: session.id, offerSdp, iceServers: this.config.iceServers, expiresAt: new Date(session.expiresAt) };
+  }
+
+  async answer(sessionId: string, answerSdp: string): Promise<{ success: true }> {
+    await this.sessions.answer(sessionId, answerSdp);
+    return { success: true };
+  }
+
+  async ice(sessionId: string, candidate: CandidateInput): Promise<{ success: true }> {
+    await this.sessions.addIceCandidate(sessionId, candidate);
+    return { success: true };
+  }
+
+  info(sessionId: string): SessionInfo {
+    const session = this.sessions.get(sessionId);
+    session.touch();
+    return session.info();
+  }
+
+  close(sessionId: string): { success: true } {
+    this.sessions.close(sessionId);
+    return { success: true };
+  }
+}
