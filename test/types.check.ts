@@ -1,0 +1,62 @@
+/**
+ * Type-level tests, checked by `tsc` (the last step of `npm test`): the registry's types reject unknown actions
+ * and wrong inputs at compile time, on the data-channel client and on the tRPC client alike.
+ * Each `@ts-expect-error` fails the build if the line below it stops being an error.
+ */
+import { createTRPCClient, httpLink } from '@trpc/client';
+import superjson from 'superjson';
+import type { AppRouter } from '../routers/index.ts';
+import type { TabAgentClient } from '../src/client/index.ts';
+import type { Action, RequestInput, ResponseOf } from '../src/registry.ts';
+
+declare const client: TabAgentClient;
+
+export async function dataChannelClient() {
+  const health = await client.request('health');
+  const status: 'ok' | 'shutting_down' = health.status;
+  const tag: 'health' = health.type;
+
+  const chat = await client.request('chat', { messages: [{ role: 'user', content: 'hi' }] });
+  const text: string = chat.response;
+
+  // @ts-expect-error an unknown action does not compile
+  await client.request('nope');
+  // @ts-expect-error a required parameter is missing
+  await client.request('chat', {});
+  // @ts-expect-error a field of the wrong type
+  await client.request('set_params', { params: { temperature: 'hot' } });
+  // @ts-expect-error a role outside the enum
+  await client.request('chat', { messages: [{ role: 'robot', content: 'hi' }] });
+  // @ts-expect-error an unknown field
+  await client.request('model_info', { model_id: 'm', bogus: 1 });
+  // @ts-expect-error only streaming types can be streamed
+  client.stream('health', {});
+  // @ts-expect-error events are typed by name
+  client.on('model_loading_progress', (data) => data.nonexistent);
+
+  return [status, tag, text];
+}
+
+export async function trpcClient() {
+  const trpc = createTRPCClient<AppRouter>({ links: [httpLink({ url: 'http://127.0.0.1:8080/trpc', transformer: superjson })] });
+  const offer = await trpc.webrtc.offer.mutate({ clientId: 'tab-1' });
+  const expires: Date = offer.expiresAt;
+  const params = await trpc.rpc.get_params.query();
+  const temperature: number | undefined = params.params.temperature;
+
+  // @ts-expect-error no such procedure
+  await trpc.rpc.nope.query();
+  // @ts-expect-error reads are queries, not mutations
+  await trpc.rpc.health.mutate();
+  // @ts-expect-error wrong input type
+  await trpc.rpc.model_info.query({ model_id: 42 });
+  // @ts-expect-error answers need a session id
+  await trpc.webrtc.answer.mutate({ answerSdp: 'v=0' });
+
+  return [expires, temperature];
+}
+
+// The derived types agree with each other.
+type Assert<T extends true> = T;
+export type InputsAreParams = Assert<RequestInput<'embeddings'> extends { input: string | string[] } ? true : false>;
+export type EveryActionAnswers = Assert<ResponseOf<Action>['type'] extends string ? true : false>;
