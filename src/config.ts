@@ -25,6 +25,8 @@ export const configSchema = z.object({
   /** A peer whose connection reads `disconnected` this long is closed (ICE may recover before). */
   disconnectGraceMs: z.coerce.number().int().min(0).default(10_000),
   iceServers: z.array(iceServer).default([]),
+  /** Requests one session may have running at once (more get `rate_limited`). */
+  maxInFlightPerSession: z.coerce.number().int().positive().default(1_000),
   /** Largest message, after reassembly, either way on a data channel. */
   maxMessageBytes: z.coerce.number().int().positive().default(64 * MiB),
   /** Largest signaling request body (an SDP is a few KiB). */
@@ -50,6 +52,7 @@ export const ENV_VARS = {
   iceGatheringTimeoutMs: 'TABAGENT_ICE_GATHERING_TIMEOUT_MS',
   disconnectGraceMs: 'TABAGENT_DISCONNECT_GRACE_MS',
   iceServers: 'TABAGENT_ICE_SERVERS',
+  maxInFlightPerSession: 'TABAGENT_MAX_IN_FLIGHT_PER_SESSION',
   maxMessageBytes: 'TABAGENT_MAX_MESSAGE_BYTES',
   maxBodyBytes: 'TABAGENT_MAX_BODY_BYTES',
   shutdownGraceMs: 'TABAGENT_SHUTDOWN_GRACE_MS',

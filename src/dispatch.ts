@@ -46,7 +46,11 @@ export class Caller {
   readonly inFlight = new Map<string, InFlight>();
   private nextId = 0;
 
-  constructor(readonly id: string) {}
+  /** @param maxInFlight requests this caller may have running at once; more get `rate_limited`. */
+  constructor(
+    readonly id: string,
+    readonly maxInFlight = Number.POSITIVE_INFINITY,
+  ) {}
 
   assignRequestId = (): string => `srv-${++this.nextId}`;
 
@@ -97,6 +101,9 @@ export class Dispatcher {
     if (!this.accepting) return fail(new AppError('shutting_down', 'Server is shutting down'), requestId);
     if (caller.inFlight.has(requestId)) {
       return fail(new AppError('conflict', `request_id "${requestId}" is already in flight`), requestId);
+    }
+    if (caller.inFlight.size >= caller.maxInFlight) {
+      return fail(new AppError('rate_limited', `More than ${caller.maxInFlight} requests in flight; wait for answers`), requestId);
     }
 
     const controller = new AbortController();

@@ -138,4 +138,20 @@ protocol('counts requests per action with latencies and bytes in get_stats', asy
   client.close();
 });
 
+protocol('refuses requests past the in-flight cap with rate_limited, and keeps serving', async () => {
+  const capped = await startServer({ maxInFlightPerSession: 3 }, { engines: fakeInference({ tokenDelayMs: 50 }) });
+  try {
+    const client = await capped.client();
+    const chat = () => client.request('chat', { messages: [{ role: 'user', content: 'a b c' }] }).then(
+      () => 'ok',
+      (e: AppError) => e.code,
+    );
+    const outcomes = await Promise.all([chat(), chat(), chat(), chat()]);
+    assert.equal(outcomes.sort(), ['ok', 'ok', 'ok', 'rate_limited']);
+    assert.is((await client.request('health')).status, 'ok');
+  } finally {
+    await capped.close();
+  }
+});
+
 protocol.run();

@@ -54,8 +54,8 @@ export function decodeRequestObject(frame: unknown, assignId: () => string): Dec
   const action = resolveAction(fields);
   if (action instanceof AppError) return fail(action, requestId);
 
-  const params: Record<string, unknown> = {};
-  for (const key in fields) if (!ENVELOPE_KEYS.has(key)) params[key] = fields[key];
+  // fromEntries defines own properties: a "__proto__" field stays a field (and fails the strict schema).
+  const params = Object.fromEntries(Object.entries(fields).filter(([key]) => !ENVELOPE_KEYS.has(key)));
 
   const parsed = registry[action].input.safeParse(params);
   if (!parsed.success) return fail(schemaError(action, parsed.error.issues), requestId);

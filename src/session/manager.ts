@@ -57,7 +57,8 @@ export class SessionManager {
 
     const id = randomBytes(18).toString('base64url');
     const pc = this.deps.createPeer({ iceServers: this.config.iceServers });
-    const session = new Session(id, options.clientId ?? id, options.ip, pc, Date.now() + this.config.offerTtlMs, (s) =>
+    const expiresAt = Date.now() + this.config.offerTtlMs;
+    const session = new Session(id, options.clientId ?? id, options.ip, pc, expiresAt, this.config.maxInFlightPerSession, (s) =>
       this.forget(s),
     );
     this.sessions.set(id, session);

@@ -44,9 +44,10 @@ export class Session {
     readonly ip: string,
     readonly pc: RTCPeerConnection,
     readonly expiresAt: number,
+    maxInFlight: number,
     private readonly onClosed: (session: Session) => void,
   ) {
-    this.caller = new Caller(id);
+    this.caller = new Caller(id, maxInFlight);
   }
 
   get state(): SessionState {
