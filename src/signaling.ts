@@ -17,14 +17,16 @@ export class Signaling {
     private readonly config: Config,
   ) {}
 
-  async offer(ip: string, clientId?: string): Promise<OfferResult> {
-    const { session, offerSdp } = await this.sessions.create({ clientId, ip });
+  /** `trickle`: answer at once, without waiting for the server's candidates (they come with the answer's reply). */
+  async offer(ip: string, clientId?: string, trickle?: boolean): Promise<OfferResult> {
+    const { session, offerSdp } = await this.sessions.create({ clientId, ip, trickle });
     return { sessionId: session.id, offerSdp, iceServers: this.config.iceServers, expiresAt: new Date(session.expiresAt) };
   }
 
-  async answer(sessionId: string, answerSdp: string): Promise<{ success: true }> {
-    await this.sessions.answer(sessionId, answerSdp);
-    return { success: true };
+  /** `candidates`: the server's ICE candidates so far, for clients that trickle. */
+  async answer(sessionId: string, answerSdp: string): Promise<{ success: true; candidates: RTCIceCandidateInit[] }> {
+    const candidates = await this.sessions.answer(sessionId, answerSdp);
+    return { success: true, candidates };
   }
 
   async ice(sessionId: string, candidate: CandidateInput): Promise<{ success: true }> {

@@ -43,7 +43,7 @@ export async function connect(options: ConnectOptions): Promise<TabAgentClient> 
   const PeerConnection = options.RTCPeerConnection ?? globalThis.RTCPeerConnection;
   if (!PeerConnection) throw new AppError('invalid_request', 'No RTCPeerConnection: pass one (e.g. wrtc.RTCPeerConnection)');
   const signaling = createSignalingClient(options);
-  const offer = await signaling.webrtc.offer.mutate({ clientId: options.clientId });
+  const offer = await signaling.webrtc.offer.mutate({ clientId: options.clientId, trickle: true });
   const { sessionId } = offer;
   const pc = new PeerConnection({ iceServers: options.iceServers ?? offer.iceServers });
   const subscription = new AbortController();
@@ -56,7 +56,8 @@ export async function connect(options: ConnectOptions): Promise<TabAgentClient> 
     await pc.setRemoteDescription({ type: 'offer', sdp: offer.offerSdp });
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
-    await signaling.webrtc.answer.mutate({ sessionId, answerSdp: answer.sdp ?? '' });
+    const { candidates } = await signaling.webrtc.answer.mutate({ sessionId, answerSdp: answer.sdp ?? '' });
+    for (const candidate of candidates) pc.addIceCandidate(candidate).catch(() => {});
     if (hasEventSource(options)) followServerCandidates(signaling, sessionId, pc, subscription.signal);
     const client = new TabAgentClient(sessionId, pc, await channel, signaling);
     pc.addEventListener?.('connectionstatechange', () => {

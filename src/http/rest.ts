@@ -23,8 +23,8 @@ export async function handleRest(request: Request, path: string, ip: string, sig
     const body = () => readJsonBody(request, maxBodyBytes);
     switch (`${method} ${route}`) {
       case 'POST offer': {
-        const { clientId } = parse(offerInput, 'offer', await body());
-        const offer = await signaling.offer(ip, clientId);
+        const { clientId, trickle } = parse(offerInput, 'offer', await body());
+        const offer = await signaling.offer(ip, clientId, trickle);
         return json({ ...offer, expiresAt: offer.expiresAt.toISOString() });
       }
       case 'POST answer': {

@@ -7,13 +7,13 @@ export interface Offer {
 }
 
 /**
- * Creates the offer and waits (bounded) for ICE gathering, so the SDP already carries the server's candidates:
- * clients that never ask for trickled server candidates (the seed's) still connect. Candidates that come later
- * still reach `onicecandidate` listeners.
+ * Creates the offer. Unless the client trickles, waits (bounded) for ICE gathering, so the SDP already carries
+ * the server's candidates: clients that never ask for server candidates (the seed's) still connect. Candidates
+ * that come later still reach `onicecandidate` listeners.
  */
 export async function createServerOffer(pc: RTCPeerConnection, gatheringTimeoutMs: number): Promise<Offer> {
   const channel = pc.createDataChannel(SERVER_CHANNEL_LABEL, { ordered: true });
-  const gathered = gatheringComplete(pc, gatheringTimeoutMs);
+  const gathered = gatheringTimeoutMs > 0 ? gatheringComplete(pc, gatheringTimeoutMs) : undefined;
   await pc.setLocalDescription(await pc.createOffer());
   await gathered;
   const sdp = pc.localDescription?.sdp;

@@ -81,6 +81,14 @@ export class ChannelLink {
   #queued = 0; // messages accepted but not yet fully handed to the channel
   #nextMessageId = 0;
   #closed = false;
+  /**
+   * wrtc answers `readyState` and `bufferedAmount` with a synchronous call into its network thread (~60 µs each,
+   * as much as the send itself), so the hot path reads neither per message: `open` is remembered once seen, and
+   * `#budget` is what may still be handed over without passing the high water mark, counted down per send and
+   * re-read from `bufferedAmount` only when spent. The buffer only drains between reads, so the bound holds.
+   */
+  #knownOpen = false;
+  #budget = -1;
 
   constructor(channel: DataChannelLike, options: LinkOptions) {
     this.channel = channel;
@@ -104,7 +112,7 @@ export class ChannelLink {
   }
 
   get isOpen(): boolean {
-    return !this.#closed && this.channel.readyState === 'open';
+    return !this.#closed && (this.#knownOpen || this.channel.readyState === 'open');
   }
 
   /** Sends one text frame; its UTF-8 bytes go as fragments when they exceed one data-channel message. */
@@ -153,7 +161,14 @@ export class ChannelLink {
   }
 
   #ready(): boolean {
-    return !this.#closed && this.channel.readyState === 'open' && this.channel.bufferedAmount <= this.#high;
+    if (this.#closed) return false;
+    if (!this.#knownOpen) {
+      if (this.channel.readyState !== 'open') return false;
+      this.#knownOpen = true;
+    }
+    if (this.#budget >= 0) return true;
+    this.#budget = this.#high - this.channel.bufferedAmount;
+    return this.#budget >= 0;
   }
 
   #sendNow(frame: string | Uint8Array<ArrayBuffer>): Promise<void> {
@@ -196,7 +211,9 @@ export class ChannelLink {
       }
       throw toAppError(error);
     }
-    this.stats.bytesOut += typeof frame === 'string' ? utf8Length(frame) : frame.length;
+    const size = typeof frame === 'string' ? utf8Length(frame) : frame.length;
+    this.#budget -= size;
+    this.stats.bytesOut += size;
   }
 
   /** Called when not #ready(): resolves once the channel is open and drained to the low water mark. */
@@ -205,7 +222,11 @@ export class ChannelLink {
       const check = () => {
         const state = this.channel.readyState;
         if (this.#closed || (state !== 'open' && state !== 'connecting')) reject(closedError());
-        else if (state === 'open' && this.channel.bufferedAmount <= this.#low) resolve();
+        else if (state === 'open' && this.channel.bufferedAmount <= this.#low) {
+          this.#knownOpen = true;
+          this.#budget = -1; // re-read on the next send
+          resolve();
+        }
         else setTimeout(check, this.#pollMs);
       };
       check();

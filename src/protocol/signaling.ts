@@ -7,7 +7,9 @@ export const sessionId = z.string().min(1).max(128);
 /** An SDP is a few KiB; the bound stops a client from parking megabytes in a session. */
 const sdp = z.string().min(1).max(128 * 1024);
 
-export const offerInput = z.object({ clientId: z.string().min(1).max(256).optional() }).default({});
+export const offerInput = z
+  .object({ clientId: z.string().min(1).max(256).optional(), trickle: z.boolean().optional() })
+  .default({});
 export const answerInput = z.object({ sessionId, answerSdp: sdp });
 export const iceInput = z.object({ sessionId, candidate: candidateInput });
 export const sessionInput = z.object({ sessionId });

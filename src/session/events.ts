@@ -26,6 +26,19 @@ export class EventLog {
     this.notify();
   }
 
+  /** The server candidates logged so far (end-of-candidates markers left out). */
+  candidates(): RTCIceCandidateInit[] {
+    const found: RTCIceCandidateInit[] = [];
+    for (const { event } of this.events) if (event.kind === 'candidate' && event.candidate) found.push(event.candidate);
+    return found;
+  }
+
+  /** Resolves once any event is logged after the current last one, or after `timeoutMs`. */
+  async next(timeoutMs: number): Promise<void> {
+    const signal = AbortSignal.timeout(timeoutMs);
+    await this.changed(signal);
+  }
+
   /** No more events will come; followers finish after what is logged. */
   end(): void {
     this.ended = true;

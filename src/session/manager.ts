@@ -45,7 +45,7 @@ export class SessionManager {
   }
 
   /** Creates a session and its offer. The slot is taken before any await, so limits hold under concurrency. */
-  async create(options: { clientId?: string; ip: string }): Promise<{ session: Session; offerSdp: string }> {
+  async create(options: { clientId?: string; ip: string; trickle?: boolean }): Promise<{ session: Session; offerSdp: string }> {
     if (!this.accepting) throw new AppError('shutting_down', 'Server is shutting down; try again shortly');
     if (this.sessions.size >= this.config.maxSessions) {
       throw new AppError('server_busy', `Server has its maximum of ${this.config.maxSessions} sessions; try again later`);
@@ -67,7 +67,7 @@ export class SessionManager {
     this.watchPeer(session);
 
     try {
-      const offer = await createServerOffer(pc, this.config.iceGatheringTimeoutMs);
+      const offer = await createServerOffer(pc, options.trickle ? 0 : this.config.iceGatheringTimeoutMs);
       if (session.closed) throw new AppError('shutting_down', 'Session closed while its offer was made');
       this.serve(session, offer.channel);
       log.info('session created', { session: redact(id), ip: options.ip });
@@ -79,8 +79,12 @@ export class SessionManager {
     }
   }
 
-  /** Applies the client's answer. A second answer is a conflict; a bad SDP leaves the session waiting. */
-  async answer(id: string, sdp: string): Promise<void> {
+  /**
+   * Applies the client's answer and returns the server's candidates gathered so far (waiting, bounded, for the
+   * first one), so a trickling client has them without a subscription. A second answer is a conflict; a bad SDP
+   * leaves the session waiting.
+   */
+  async answer(id: string, sdp: string): Promise<RTCIceCandidateInit[]> {
     const session = this.get(id);
     if (session.state !== 'waiting_for_answer' || this.answering.has(session)) {
       throw new AppError('conflict', `Session already has an answer (state ${session.state})`);
@@ -101,6 +105,10 @@ export class SessionManager {
     session.setState('ice_gathering');
     const early = session.earlyCandidates.splice(0);
     await Promise.all(early.map((candidate) => this.applyCandidate(session, candidate).catch(() => {})));
+    if (session.events.candidates().length === 0 && session.pc.iceGatheringState !== 'complete') {
+      await session.events.next(this.config.iceGatheringTimeoutMs);
+    }
+    return session.events.candidates();
   }
 
   /** Adds a client ICE candidate; before the answer it is held, after it is applied. `null` ends the trickle. */
