@@ -3,13 +3,17 @@ import vm from 'node:vm';
 
 /**
  * A closed wrtc peer keeps its native threads until V8 collects its JS object; under churn that is hundreds of
- * idle threads. So after peers close, ask for one collection, debounced. Best effort: where the runtime does not
- * allow exposing `gc` (or under Deno), nothing happens and the threads go at the next natural collection.
+ * idle threads. So after peers close, ask for a full collection: at most one a second, however many close, and
+ * never starved by a steady stream of closes. Best effort: where the runtime does not allow exposing `gc` (or under
+ * Deno), nothing happens and the threads go at the next natural collection.
  */
-const DEBOUNCE_MS = 1_000;
+const INTERVAL_MS = 1_000;
+/** wrtc lets go of a closed peer's JS object some time after close(); one more collection once closes stop. */
+const TRAILING_MS = 5_000;
 
 let collect: (() => void) | null | undefined;
-let timer: ReturnType<typeof setTimeout> | undefined;
+let throttle: ReturnType<typeof setTimeout> | undefined;
+let trailing: ReturnType<typeof setTimeout> | undefined;
 
 function collector(): (() => void) | null {
   if (collect !== undefined) return collect;
@@ -24,11 +28,17 @@ function collector(): (() => void) | null {
   return collect;
 }
 
-export function reclaimClosedPeers(): void {
-  if (timer) clearTimeout(timer);
-  timer = setTimeout(() => {
-    timer = undefined;
-    collector()?.();
-  }, DEBOUNCE_MS);
+function after(ms: number, run: () => void): ReturnType<typeof setTimeout> {
+  const timer = setTimeout(run, ms);
   timer.unref?.();
+  return timer;
+}
+
+export function reclaimClosedPeers(): void {
+  throttle ??= after(INTERVAL_MS, () => {
+    throttle = undefined;
+    collector()?.();
+  });
+  clearTimeout(trailing);
+  trailing = after(TRAILING_MS, () => collector()?.());
 }
