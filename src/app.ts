@@ -1,3 +1,4 @@
+import { TRPCError } from '@trpc/server';
 import { fetchRequestHandler } from '@trpc/server/adapters/fetch';
 import { appRouter } from '../routers/index.ts';
 import type { Config } from './config.ts';
@@ -6,6 +7,7 @@ import { createHandlers, memoryParamsStore, type ParamsStore } from './engine/in
 import { AppError } from './errors.ts';
 import { corsHeaders, isOriginAllowed, preflightHeaders } from './http/cors.ts';
 import { errorResponse, json } from './http/json.ts';
+import { limitBody } from './http/limit.ts';
 import { handleRest, REST_PREFIX } from './http/rest.ts';
 import { createWrtcPeer, type PeerFactory } from './peer/wrtc.ts';
 import { SessionManager } from './session/manager.ts';
@@ -58,9 +60,13 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
   async function route(request: Request, ip: string): Promise<Response> {
     const path = new URL(request.url).pathname;
     if (path === '/trpc' || path.startsWith('/trpc/')) {
+      // Signaling bodies are small (an SDP is a few KiB); rpc.* calls may carry as much as a data-channel message.
+      const signalingOnly = path.slice('/trpc/'.length).split(',').every((procedure) => procedure.startsWith('webrtc.'));
+      const limit = signalingOnly ? config.maxBodyBytes : config.maxMessageBytes;
+      const tooLarge = () => new TRPCError({ code: 'PAYLOAD_TOO_LARGE', message: `Body is larger than ${limit} bytes` });
       return fetchRequestHandler({
         endpoint: '/trpc',
-        req: request,
+        req: limitBody(request, limit, tooLarge),
         router: appRouter,
         createContext: () => ({ ip, signaling, dispatcher, rpcCaller }),
       });
@@ -82,7 +88,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
         return errorResponse(new AppError('forbidden', `Origin ${origin} is not allowed; add it to TABAGENT_ALLOWED_ORIGINS`));
       }
       if (request.method === 'OPTIONS') return new Response(null, { status: 204, headers: origin ? preflightHeaders(origin) : {} });
-      const response = await route(request, info.ip ?? 'unknown');
+      const response = await route(request, info.ip ?? 'unknown').catch(errorResponse);
       if (origin) for (const [name, value] of Object.entries(corsHeaders(origin))) response.headers.set(name, value);
       return response;
     },

@@ -1,7 +1,7 @@
 import { AppError, toAppError } from './errors.ts';
 import type { EventData, EventName } from './protocol/events.ts';
 import { errorFrame, type DecodedRequest, type ErrorFrame } from './protocol/frames.ts';
-import { registry, type Action, type HandlerResult, type RequestParams } from './registry.ts';
+import { registry, specOf, type Action, type HandlerResult, type RequestParams } from './registry.ts';
 import { log } from './log.ts';
 import type { Stats } from './stats.ts';
 
@@ -98,7 +98,9 @@ export class Dispatcher {
   /** Runs a decoded request; resolves with exactly one final answer (a response or an error frame), never rejects. */
   async execute(caller: Caller, request: DecodedRequest, options: ExecuteOptions = {}): Promise<FinalAnswer> {
     const { requestId, action } = request;
-    if (!this.accepting) return fail(new AppError('shutting_down', 'Server is shutting down'), requestId);
+    if (!this.accepting && !specOf(action).answersDuringShutdown) {
+      return fail(new AppError('shutting_down', 'Server is shutting down'), requestId);
+    }
     if (caller.inFlight.has(requestId)) {
       return fail(new AppError('conflict', `request_id "${requestId}" is already in flight`), requestId);
     }

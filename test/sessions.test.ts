@@ -125,8 +125,9 @@ shutdown('tells every channel, lets in-flight requests finish, then closes every
     await until(() => server.app.dispatcher.inFlightCount === 1, 'the request to start');
 
     const closing = server.app.close(5_000);
-    const late = await clients[1].request('health').catch((e: AppError) => e);
+    const late = await clients[1].request('get_params').catch((e: AppError) => e);
     assert.is((late as AppError).code, 'shutting_down', 'new requests are refused during shutdown');
+    assert.is((await clients[1].request('health')).status, 'shutting_down', 'health answers, and says so');
     assert.is((await running).response, 'one two three four five', 'the in-flight request finished');
     await closing;
     assert.is(notices.length, 2, 'each channel was told');

@@ -43,7 +43,7 @@ async function readText(request: Request, maxBytes: number): Promise<string> {
     if (done) break;
     size += value.byteLength;
     if (size > maxBytes) {
-      await reader.cancel().catch(() => {});
+      reader.releaseLock(); // not cancel(): see limit.ts
       throw tooLarge(maxBytes);
     }
     chunks.push(value);

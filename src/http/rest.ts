@@ -16,9 +16,9 @@ export const REST_PREFIX = '/v1/webrtc/';
  *   DELETE /v1/webrtc/session/:sessionId
  */
 export async function handleRest(request: Request, path: string, ip: string, signaling: Signaling, maxBodyBytes: number) {
-  const [route, pathId, ...rest] = path.slice(REST_PREFIX.length).split('/').map(decodeURIComponent);
   const method = request.method;
   try {
+    const [route, pathId, ...rest] = splitPath(path);
     if (rest.length > 0) throw noRoute(method, path);
     const body = () => readJsonBody(request, maxBodyBytes);
     switch (`${method} ${route}`) {
@@ -46,10 +46,23 @@ export async function handleRest(request: Request, path: string, ip: string, sig
       case 'DELETE session':
         return json(signaling.close(parse(sessionInput, 'session', { sessionId: pathId }).sessionId));
     }
-    const known = ['offer', 'answer', 'ice', 'session'].includes(route);
-    throw known ? new AppError('method_not_allowed', `${method} is not allowed on ${path}`) : noRoute(method, path);
+    const allowed = ALLOWED_METHODS[route];
+    if (!allowed) throw noRoute(method, path);
+    const response = errorResponse(new AppError('method_not_allowed', `${method} is not allowed on ${path}`));
+    response.headers.set('allow', allowed);
+    return response;
   } catch (error) {
     return errorResponse(error);
+  }
+}
+
+const ALLOWED_METHODS: Record<string, string> = { offer: 'POST', answer: 'POST', ice: 'POST', session: 'GET, DELETE' };
+
+function splitPath(path: string): string[] {
+  try {
+    return path.slice(REST_PREFIX.length).split('/').map(decodeURIComponent);
+  } catch {
+    throw new AppError('invalid_request', `Malformed percent-encoding in ${path}`);
   }
 }
 

@@ -30,6 +30,8 @@ export interface RequestSpec<I extends z.ZodType = z.ZodType, O extends z.ZodTyp
   kind: 'query' | 'mutation';
   /** Sends `chunk` frames before its final answer when asked to stream. */
   streams?: boolean;
+  /** Still answered while the server shuts down (others get `shutting_down`), so callers can watch it stop. */
+  answersDuringShutdown?: boolean;
   engine: Engine;
 }
 

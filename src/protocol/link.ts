@@ -77,6 +77,7 @@ export class ChannelLink {
   readonly #low: number;
   readonly #pollMs: number;
   readonly #reassembler: Reassembler;
+  readonly #maxMessageBytes: number;
   #tail: Promise<void> = RESOLVED;
   #queued = 0; // messages accepted but not yet fully handed to the channel
   #nextMessageId = 0;
@@ -101,7 +102,8 @@ export class ChannelLink {
     if (!(this.#frameBytes > FRAGMENT_HEADER_BYTES) || this.#low > this.#high) {
       throw new AppError('internal', 'Invalid link options: maxMessageSize too small or lowWaterMark above highWaterMark');
     }
-    this.#reassembler = new Reassembler({ maxMessageBytes: options.maxMessageBytes ?? 64 * 1024 * 1024 });
+    this.#maxMessageBytes = options.maxMessageBytes ?? 64 * 1024 * 1024;
+    this.#reassembler = new Reassembler({ maxMessageBytes: this.#maxMessageBytes });
 
     channel.binaryType = 'arraybuffer';
     channel.onmessage = (event) => this.#receive(event.data);
@@ -259,9 +261,20 @@ export class ChannelLink {
     }
   }
 
+  /** The cap holds for whole messages too, not only for reassembled ones. */
+  #checkSize(size: number): void {
+    if (size > this.#maxMessageBytes) {
+      throw new AppError('payload_too_large', `Message of ${size} bytes exceeds the limit of ${this.#maxMessageBytes}`, {
+        details: { limit: this.#maxMessageBytes },
+      });
+    }
+  }
+
   #decode(data: unknown): Inbound | null {
     if (typeof data === 'string') {
-      this.stats.bytesIn += utf8Length(data);
+      const size = utf8Length(data);
+      this.stats.bytesIn += size;
+      this.#checkSize(size);
       return { kind: 'text', text: data };
     }
     let bytes: Uint8Array;
@@ -270,7 +283,10 @@ export class ChannelLink {
     else throw new AppError('invalid_request', 'Unsupported data channel message type');
     this.stats.bytesIn += bytes.length;
 
-    if (bytes[0] === FRAME_ENVELOPE) return envelopeMessage(bytes);
+    if (bytes[0] === FRAME_ENVELOPE) {
+      this.#checkSize(bytes.length);
+      return envelopeMessage(bytes);
+    }
     if (bytes[0] !== FRAME_FRAGMENT) {
       throw new AppError('invalid_request', `Unknown binary frame kind ${bytes.length ? bytes[0] : '(empty)'}`);
     }

@@ -104,7 +104,10 @@ export class SessionManager {
     if (session.closed) throw notFound();
     session.setState('ice_gathering');
     const early = session.earlyCandidates.splice(0);
-    await Promise.all(early.map((candidate) => this.applyCandidate(session, candidate).catch(() => {})));
+    const applied = early.map((candidate) =>
+      this.applyCandidate(session, candidate).catch((error) => log.debug('early candidate rejected', { session: redact(id), error })),
+    );
+    await Promise.all(applied);
     if (session.events.candidates().length === 0 && session.pc.iceGatheringState !== 'complete') {
       await session.events.next(this.config.iceGatheringTimeoutMs);
     }

@@ -82,6 +82,7 @@ export const systemRequests = {
     response: 'health',
     kind: 'query',
     engine: 'system',
+    answersDuringShutdown: true,
   }),
   system_info: request({
     group: 'system',
