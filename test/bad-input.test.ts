@@ -6,7 +6,7 @@ import type { TabAgentClient } from '../src/client/index.ts';
 import { createSignalingClient } from '../src/client/signaling.ts';
 import type { ConfigInput } from '../src/config.ts';
 import type { Handlers } from '../src/dispatch.ts';
-import { FRAGMENT_HEADER_BYTES, FRAME_FRAGMENT, INNER_TEXT, encodeEnvelope, fragment } from '../src/protocol/framing.ts';
+import { FRAME_FRAGMENT, INNER_TEXT, encodeEnvelope, encodeFragment, fragment } from '../src/protocol/framing.ts';
 import { FrameInbox, opened } from './fixtures/raw-peer.ts';
 import { startServer, until, type TestServer } from './fixtures/server.ts';
 
@@ -71,15 +71,7 @@ function expectError(frame: Frame, code: string, what: string, requestId?: strin
 
 /** A fragment frame with any header values, valid or not. */
 function forgedFragment(messageId: number, index: number, count: number, chunk: Uint8Array, innerKind = INNER_TEXT): Uint8Array<ArrayBuffer> {
-  const frame = new Uint8Array(FRAGMENT_HEADER_BYTES + chunk.length);
-  const view = new DataView(frame.buffer);
-  frame[0] = FRAME_FRAGMENT;
-  view.setUint32(1, messageId);
-  view.setUint32(5, index);
-  view.setUint32(9, count);
-  frame[13] = innerKind;
-  frame.set(chunk, FRAGMENT_HEADER_BYTES);
-  return frame;
+  return encodeFragment(messageId, index, count, innerKind, chunk);
 }
 
 /** An envelope frame whose header bytes are given raw. */

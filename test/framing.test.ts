@@ -8,6 +8,7 @@ import {
   Reassembler,
   decodeEnvelope,
   encodeEnvelope,
+  encodeFragment,
   fragment,
   utf8Length,
   type Reassembled,
@@ -31,15 +32,7 @@ function throwsAppError(fn: () => unknown, code: ErrorCode, messageIncludes?: st
 
 function forge(id: number, index: number, count: number, chunk: Uint8Array | number, innerKind = INNER_BINARY): Uint8Array {
   const body = typeof chunk === 'number' ? new Uint8Array(chunk).fill(7) : chunk;
-  const frame = new Uint8Array(FRAGMENT_HEADER_BYTES + body.length);
-  const view = new DataView(frame.buffer);
-  frame[0] = 0x01;
-  view.setUint32(1, id);
-  view.setUint32(5, index);
-  view.setUint32(9, count);
-  frame[13] = innerKind;
-  frame.set(body, FRAGMENT_HEADER_BYTES);
-  return frame;
+  return encodeFragment(id, index, count, innerKind, body);
 }
 
 function patterned(length: number): Uint8Array {

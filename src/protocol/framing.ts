@@ -93,17 +93,28 @@ export function fragment(
   const fragments: Uint8Array<ArrayBuffer>[] = [];
   for (let index = 0; index < count; index++) {
     const chunk = bytes.subarray(index * chunkLength, (index + 1) * chunkLength);
-    const frame = new Uint8Array(FRAGMENT_HEADER_BYTES + chunk.length);
-    const view = viewOf(frame);
-    frame[0] = FRAME_FRAGMENT;
-    view.setUint32(1, messageId);
-    view.setUint32(5, index);
-    view.setUint32(9, count);
-    frame[13] = innerKind;
-    frame.set(chunk, FRAGMENT_HEADER_BYTES);
-    fragments.push(frame);
+    fragments.push(encodeFragment(messageId, index, count, innerKind, chunk));
   }
   return fragments;
+}
+
+/** One FRAGMENT frame; writes whatever header it is given (tests use it to forge bad ones). */
+export function encodeFragment(
+  messageId: number,
+  index: number,
+  count: number,
+  innerKind: number,
+  chunk: Uint8Array,
+): Uint8Array<ArrayBuffer> {
+  const frame = new Uint8Array(FRAGMENT_HEADER_BYTES + chunk.length);
+  const view = viewOf(frame);
+  frame[0] = FRAME_FRAGMENT;
+  view.setUint32(1, messageId);
+  view.setUint32(5, index);
+  view.setUint32(9, count);
+  frame[13] = innerKind;
+  frame.set(chunk, FRAGMENT_HEADER_BYTES);
+  return frame;
 }
 
 export interface ReassemblerOptions {
