@@ -4,6 +4,7 @@ import { appRouter } from '../routers/index.ts';
 import type { Config } from './config.ts';
 import { Caller, Dispatcher, type Handlers } from './dispatch.ts';
 import { createHandlers, memoryParamsStore, type ParamsStore } from './engine/index.ts';
+import { createInferenceEngine } from './engine/inference/index.ts';
 import { AppError } from './errors.ts';
 import { corsHeaders, isOriginAllowed, preflightHeaders } from './http/cors.ts';
 import { errorResponse, json } from './http/json.ts';
@@ -19,7 +20,10 @@ export const VERSION = '0.1.0';
 export interface AppDeps {
   /** Makes RTCPeerConnections; wrtc by default. */
   createPeer?: PeerFactory;
-  /** Engines attached to the server (inference, knowledge); unattached request types answer `backend_unavailable`. */
+  /**
+   * Handlers that replace the built-in ones per request type (the inference engine is built in, from the config;
+   * types no engine serves answer `backend_unavailable`).
+   */
   engines?: Partial<Handlers>;
   params?: ParamsStore;
 }
@@ -37,6 +41,7 @@ export interface App {
 /** Builds the server from its config; knows no runtime (main.ts serves it on Node or Deno). */
 export function createApp(config: Config, deps: AppDeps = {}): App {
   const stats = new Stats();
+  const params = deps.params ?? memoryParamsStore();
   let closing: Promise<void> | undefined;
   let sessions: SessionManager;
   const dispatcher = new Dispatcher(
@@ -48,8 +53,15 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
         sessions: () => sessions.summary(),
         inFlight: () => dispatcher.inFlightCount,
       },
-      params: deps.params ?? memoryParamsStore(),
-      engines: deps.engines,
+      params,
+      engines: {
+        ...createInferenceEngine({
+          upstream: { url: config.upstreamUrl, apiKey: config.upstreamApiKey, idleTimeoutMs: config.upstreamIdleTimeoutMs },
+          dataDir: config.dataDir,
+          params,
+        }),
+        ...deps.engines,
+      },
     }),
     stats,
   );

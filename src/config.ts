@@ -35,6 +35,16 @@ export const configSchema = z.object({
   shutdownGraceMs: z.coerce.number().int().min(0).default(10_000),
   /** Browser origins allowed besides `chrome-extension://` ones; `*` allows any. */
   allowedOrigins: z.array(z.string()).default([]),
+  /**
+   * The inference server's root URL (OpenAI-compatible; Ollama, llama-server, vLLM, LM Studio, OpenAI). A URL ending
+   * in `/v1` works too. Unset: a local Ollama on its default port is used when it answers. `off`: no upstream.
+   */
+  upstreamUrl: z.union([z.url({ protocol: /^https?$/ }), z.literal('off')]).optional(),
+  upstreamApiKey: z.string().min(1).optional(),
+  /** How long the upstream may stay silent (before its answer starts, or between streamed chunks). */
+  upstreamIdleTimeoutMs: z.coerce.number().int().positive().default(120_000),
+  /** Where the server keeps its files (inference settings, the default model). */
+  dataDir: z.string().min(1).default('.data'),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -57,6 +67,10 @@ export const ENV_VARS = {
   maxBodyBytes: 'TABAGENT_MAX_BODY_BYTES',
   shutdownGraceMs: 'TABAGENT_SHUTDOWN_GRACE_MS',
   allowedOrigins: 'TABAGENT_ALLOWED_ORIGINS',
+  upstreamUrl: 'TABAGENT_UPSTREAM_URL',
+  upstreamApiKey: 'TABAGENT_UPSTREAM_API_KEY',
+  upstreamIdleTimeoutMs: 'TABAGENT_UPSTREAM_IDLE_TIMEOUT_MS',
+  dataDir: 'TABAGENT_DATA_DIR',
 } as const satisfies Record<keyof Config, string>;
 
 /** Parses list settings: ICE servers as JSON or comma-separated URLs, origins comma-separated. */

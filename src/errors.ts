@@ -16,6 +16,8 @@ export const ERROR_CODES = {
   session_limit: 429,
   cancelled: 499,
   internal: 500,
+  not_supported: 501,
+  upstream_error: 502,
   backend_unavailable: 503,
   server_busy: 503,
   shutting_down: 503,

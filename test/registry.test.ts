@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createApp } from '../src/app.ts';
@@ -60,7 +62,8 @@ declaration('decoding rejects unknown actions and names the offending field', ()
 declaration.run();
 
 const answers = suite('system answers');
-const app = createApp(loadConfig({}, { port: 0 }));
+const dataDir = mkdtempSync(path.join(tmpdir(), 'tabagent-registry-'));
+const app = createApp(loadConfig({}, { port: 0, upstreamUrl: 'off', dataDir }));
 const caller = new Caller('test');
 
 async function answer(action: Action, params: unknown = {}) {
@@ -103,7 +106,7 @@ answers('set_params merges, replace replaces, and every session sees the same pa
 });
 
 answers('types whose engine is not attached answer backend_unavailable, naming what serves them', async () => {
-  for (const action of actions.filter((a) => registry[a].engine !== 'system')) {
+  for (const action of actions.filter((a) => registry[a].engine === 'knowledge')) {
     const frame = await app.dispatcher.execute(caller, { requestId: 'u', action, params: {} }).then((a) => a.frame);
     assert.is(frame.type, 'error');
     assert.is((frame as { code: string }).code, 'backend_unavailable', action);
@@ -111,5 +114,16 @@ answers('types whose engine is not attached answer backend_unavailable, naming w
   }
 });
 
-answers.after(() => app.close(0));
+answers('without an upstream, inference answers backend_unavailable saying how to configure one', async () => {
+  const frame = (await answer('chat', { messages: [{ role: 'user', content: 'hi' }] })) as { type: string; code: string; message: string };
+  assert.is(frame.type, 'error');
+  assert.is(frame.code, 'backend_unavailable');
+  assert.match(frame.message, /TABAGENT_UPSTREAM_URL/);
+  assert.match(frame.message, /11434/);
+});
+
+answers.after(async () => {
+  await app.close(0);
+  rmSync(dataDir, { recursive: true, force: true });
+});
 answers.run();

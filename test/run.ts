@@ -32,8 +32,10 @@ function run(command: string, args: string[]): Promise<{ code: number; output: s
     child.stdout.on('data', collect);
     child.stderr.on('data', collect);
     const timer = setTimeout(() => child.kill('SIGKILL'), FILE_TIMEOUT_MS);
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
+      if (signal) output += `\n(killed by ${signal})`;
+      if (signal) console.log(`(killed by ${signal})`);
       resolve({ code: code ?? 1, output });
     });
   });
@@ -59,7 +61,7 @@ for (const file of files) {
   const skipped = count(output, 'Skipped') ?? 0;
   if (total === undefined || ok === undefined) {
     failed++;
-    failures.push(`${name} (exit ${code}, no summary)`);
+    failures.push(`${name} (${output.match(/killed by \w+/)?.[0] ?? `exit ${code}`}, no summary)`);
     continue;
   }
   passed += ok;

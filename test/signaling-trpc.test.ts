@@ -467,12 +467,12 @@ test('rpc.health, rpc.set_params and rpc.get_params answer over tRPC with the da
   }),
 );
 
-test('rpc.chat without an inference engine is SERVICE_UNAVAILABLE / backend_unavailable', () =>
+test('rpc.chat without an inference upstream is SERVICE_UNAVAILABLE / backend_unavailable', () =>
   withServer(async ({ api }) => {
     const error = await rejection(api.rpc.chat.mutate({ messages: [{ role: 'user', content: 'hi' }] }), 'rpc.chat');
     expectError(error, 'SERVICE_UNAVAILABLE', 'backend_unavailable', 'rpc.chat');
     assert.is(error.data?.httpStatus, 503);
-    assert.match(error.message, /inference engine/);
+    assert.match(error.message, /TABAGENT_UPSTREAM_URL/);
   }),
 );
 

@@ -17,6 +17,7 @@ const modelList = z.object({ models: z.array(model) });
 
 /** Per model-and-variant defaults, applied to that model's requests. */
 const inferenceSettings = z.strictObject({ ...samplingParams, context_length: z.number().int().positive().optional() });
+export type InferenceSettings = z.infer<typeof inferenceSettings>;
 
 export const modelRequests = {
   list_models: request({
