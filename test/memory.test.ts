@@ -1,16 +1,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AppError } from '../src/errors.ts';
-import {
-  BITS_PER_WEIGHT,
-  checkCompatibility,
-  estimateMemory,
-  parseParameterCount,
-  parseQuantization,
-  type MachineMemory,
-  type MemoryEstimate,
-  type ModelFacts,
-} from '../src/engine/inference/memory.ts';
+import { checkCompatibility } from '../src/engine/inference/compatibility.ts';
+import { estimateMemory, type MachineMemory, type MemoryEstimate, type ModelFacts } from '../src/engine/inference/memory.ts';
+import { BITS_PER_WEIGHT, parseParameterCount, parseQuantization } from '../src/engine/inference/quantization.ts';
 import { RECIPES } from '../src/engine/inference/recipes.ts';
 import { modelRequests } from '../src/protocol/requests/models.ts';
 import { serverParams, systemRequests } from '../src/protocol/requests/system.ts';

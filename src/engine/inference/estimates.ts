@@ -2,7 +2,9 @@ import type { Handlers } from '../../dispatch.ts';
 import { AppError } from '../../errors.ts';
 import { gpus, memory } from '../machine.ts';
 import type { InferenceDeps } from './context.ts';
-import { checkCompatibility, estimateMemory, parseParameterCount, parseQuantization, type ModelFacts } from './memory.ts';
+import { checkCompatibility } from './compatibility.ts';
+import { estimateMemory, type ModelFacts } from './memory.ts';
+import { parseParameterCount, parseQuantization } from './quantization.ts';
 import { modelInfoNumber, type OllamaModel, type OllamaShow } from './ollama.ts';
 
 /** Memory estimates from what the upstream reports of a model (Ollama), else from its name (`llama3.1:8b-q4_K_M`). */
