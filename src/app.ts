@@ -3,8 +3,10 @@ import { fetchRequestHandler } from '@trpc/server/adapters/fetch';
 import { appRouter } from '../routers/index.ts';
 import type { Config } from './config.ts';
 import { Caller, Dispatcher, type Handlers } from './dispatch.ts';
-import { createHandlers, memoryParamsStore, type ParamsStore } from './engine/index.ts';
+import { createHandlers, memorySettings, paramsStore } from './engine/index.ts';
 import { createInferenceEngine } from './engine/inference/index.ts';
+import { Upstream } from './engine/inference/upstream.ts';
+import { createKnowledgeEngine } from './engine/knowledge/index.ts';
 import { AppError } from './errors.ts';
 import { corsHeaders, isOriginAllowed, preflightHeaders } from './http/cors.ts';
 import { errorResponse, json } from './http/json.ts';
@@ -14,6 +16,7 @@ import { createWrtcPeer, type PeerFactory } from './peer/wrtc.ts';
 import { SessionManager } from './session/manager.ts';
 import { Signaling } from './signaling.ts';
 import { Stats } from './stats.ts';
+import type { Store } from './store/types.ts';
 
 export const VERSION = '0.1.0';
 
@@ -25,7 +28,11 @@ export interface AppDeps {
    * types no engine serves answer `backend_unavailable`).
    */
   engines?: Partial<Handlers>;
-  params?: ParamsStore;
+  /**
+   * The persistent store (`openStore`): settings, history, documents. Without one, settings live in memory and the
+   * knowledge types answer `backend_unavailable`. The caller opens and closes it.
+   */
+  store?: Store;
 }
 
 export interface App {
@@ -41,7 +48,9 @@ export interface App {
 /** Builds the server from its config; knows no runtime (main.ts serves it on Node or Deno). */
 export function createApp(config: Config, deps: AppDeps = {}): App {
   const stats = new Stats();
-  const params = deps.params ?? memoryParamsStore();
+  const settings = deps.store ?? memorySettings();
+  const upstream = new Upstream({ url: config.upstreamUrl, apiKey: config.upstreamApiKey, idleTimeoutMs: config.upstreamIdleTimeoutMs });
+  const params = paramsStore(settings);
   let closing: Promise<void> | undefined;
   let sessions: SessionManager;
   const dispatcher = new Dispatcher(
@@ -55,11 +64,8 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
       },
       params,
       engines: {
-        ...createInferenceEngine({
-          upstream: { url: config.upstreamUrl, apiKey: config.upstreamApiKey, idleTimeoutMs: config.upstreamIdleTimeoutMs },
-          dataDir: config.dataDir,
-          params,
-        }),
+        ...createInferenceEngine({ upstream, settings, params }),
+        ...(deps.store && createKnowledgeEngine({ store: deps.store, upstream, embeddingModel: config.embeddingModel })),
         ...deps.engines,
       },
     }),

@@ -43,8 +43,12 @@ export const configSchema = z.object({
   upstreamApiKey: z.string().min(1).optional(),
   /** How long the upstream may stay silent (before its answer starts, or between streamed chunks). */
   upstreamIdleTimeoutMs: z.coerce.number().int().positive().default(120_000),
-  /** Where the server keeps its files (inference settings, the default model). */
+  /** Where the server keeps its files: the embedded database (history, documents, settings). */
   dataDir: z.string().min(1).default('.data'),
+  /** A PostgreSQL server to keep them in instead (several instances can share it). */
+  databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+  /** The upstream embedding model for documents and search; unset: the embedded hashed model. */
+  embeddingModel: z.string().min(1).optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -71,6 +75,8 @@ export const ENV_VARS = {
   upstreamApiKey: 'TABAGENT_UPSTREAM_API_KEY',
   upstreamIdleTimeoutMs: 'TABAGENT_UPSTREAM_IDLE_TIMEOUT_MS',
   dataDir: 'TABAGENT_DATA_DIR',
+  databaseUrl: 'DATABASE_URL',
+  embeddingModel: 'TABAGENT_EMBEDDING_MODEL',
 } as const satisfies Record<keyof Config, string>;
 
 /** Parses list settings: ICE servers as JSON or comma-separated URLs, origins comma-separated. */

@@ -20,6 +20,7 @@ const GROUP_TITLES: Record<Group, string> = {
   models: 'Models',
   model_settings: 'Model settings',
   history: 'Session history',
+  documents: 'Documents',
   rag: 'RAG',
   control: 'Generation control',
   parameters: 'Parameters',

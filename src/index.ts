@@ -4,5 +4,6 @@ export { loadConfig, configSchema, ENV_VARS, type Config, type ConfigInput } fro
 export { AppError, ERROR_CODES, type ErrorCode } from './errors.ts';
 export { registry, actions, type Action, type RequestInput, type RequestParams, type ResponseOf } from './registry.ts';
 export type { Handlers, Handler, CallContext } from './dispatch.ts';
-export type { ParamsStore } from './engine/index.ts';
+export type { ParamsStore, Settings } from './engine/index.ts';
+export type { Store } from './store/types.ts';
 export type { AppRouter } from '../routers/index.ts';

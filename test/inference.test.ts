@@ -375,7 +375,7 @@ ollama('model_info, embedding models, quants, and delete_model', () =>
     assert.ok(info.model.capabilities?.includes('completion'));
     assert.ok(typeof info.details?.model_info === 'object');
     const embedding = await client.request('get_embedding_models');
-    assert.equal(embedding.models.map((m) => m.id), ['nomic-embed-text:latest']);
+    assert.equal(embedding.models.map((m) => m.id), ['tabagent-hashed-512', 'nomic-embed-text:latest']);
     const quants = await client.request('get_model_quants', { repo_id: 'qwen2.5' });
     assert.equal(quants.quants.map((q) => q.variant), ['7b-instruct-q4_K_M']);
     await client.request('delete_model', { model_id: 'llama3.2:3b' });

@@ -29,10 +29,13 @@ const TABAGENT_TYPES = [
 
 const declaration = suite('registry');
 
-declaration('declares all 36 TabAgent request types, plus echo for diagnostics', () => {
+/** Ours beyond TabAgent's: diagnostics and document ingestion for RAG. */
+const EXTRA_TYPES = ['echo', 'add_documents', 'delete_documents', 'list_documents'];
+
+declaration('declares all 36 TabAgent request types, plus echo and document ingestion', () => {
   assert.is(TABAGENT_TYPES.length, 36);
   for (const name of TABAGENT_TYPES) assert.ok(name in registry, `missing ${name}`);
-  assert.equal([...actions].sort(), [...TABAGENT_TYPES, 'echo'].sort());
+  assert.equal([...actions].sort(), [...TABAGENT_TYPES, ...EXTRA_TYPES].sort());
 });
 
 declaration('every type maps from its seed PascalCase name', () => {

@@ -7,7 +7,8 @@ import { paramsHandlers, type ParamsStore } from './params.ts';
 import { systemHandlers, type ServerView } from './system.ts';
 
 export type { ServerView } from './system.ts';
-export { memoryParamsStore, type ParamsStore } from './params.ts';
+export { paramsStore, type ParamsStore } from './params.ts';
+export { memorySettings, type Settings } from './settings.ts';
 
 /** What a request type needs when its engine is not attached, said so the user knows what to do. */
 const MISSING_ENGINE: Record<Exclude<Engine, 'system'>, string> = {

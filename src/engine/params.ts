@@ -1,19 +1,19 @@
 import type { Handlers } from '../dispatch.ts';
 import type { ServerParams } from '../protocol/requests/system.ts';
+import type { Settings } from './settings.ts';
 
-/** Where server-wide parameters live; in memory until a persistent store is attached. */
+/** The server-wide generation parameters, read by `get_params` and by the inference engine as defaults. */
 export interface ParamsStore {
-  get(): ServerParams | Promise<ServerParams>;
-  set(params: ServerParams): void | Promise<void>;
+  get(): Promise<ServerParams>;
+  set(params: ServerParams): Promise<void>;
 }
 
-export function memoryParamsStore(initial: ServerParams = {}): ParamsStore {
-  let current = { ...initial };
+const KEY = 'server_params';
+
+export function paramsStore(settings: Settings): ParamsStore {
   return {
-    get: () => current,
-    set: (params) => {
-      current = params;
-    },
+    get: async () => (await settings.getSetting<ServerParams>(KEY)) ?? {},
+    set: (params) => settings.setSetting(KEY, params),
   };
 }
 
@@ -28,7 +28,10 @@ export function paramsHandlers(store: ParamsStore): Pick<Handlers, 'get_params' 
         await store.set(next);
         return { params: next };
       });
-      writes = write.then(() => undefined, () => undefined);
+      writes = write.then(
+        () => undefined,
+        () => undefined,
+      );
       return write;
     },
   };

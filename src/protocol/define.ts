@@ -8,6 +8,7 @@ export type Group =
   | 'models'
   | 'model_settings'
   | 'history'
+  | 'documents'
   | 'rag'
   | 'control'
   | 'parameters'

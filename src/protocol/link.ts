@@ -83,12 +83,12 @@ export class ChannelLink {
   #nextMessageId = 0;
   #closed = false;
   /**
-   * wrtc answers `readyState` and `bufferedAmount` with a synchronous call into its network thread (~60 µs each,
-   * as much as the send itself), so the hot path reads neither per message: `open` is remembered once seen, and
-   * `#budget` is what may still be handed over without passing the high water mark, counted down per send and
-   * re-read from `bufferedAmount` only when spent. The buffer only drains between reads, so the bound holds.
+   * wrtc answers `bufferedAmount` with a synchronous call into its network thread (~60 µs, a third of the send
+   * itself), so the hot path does not read it per message: `#budget` is what may still be handed over without
+   * passing the high water mark, counted down per send and re-read only when spent. The buffer only drains
+   * between reads, so the bound holds. `readyState` costs as much but is read before every send all the same:
+   * sending on a channel whose peer connection was closed crashes wrtc (a segfault, not an exception).
    */
-  #knownOpen = false;
   #budget = -1;
 
   constructor(channel: DataChannelLike, options: LinkOptions) {
@@ -114,7 +114,7 @@ export class ChannelLink {
   }
 
   get isOpen(): boolean {
-    return !this.#closed && (this.#knownOpen || this.channel.readyState === 'open');
+    return !this.#closed && this.channel.readyState === 'open';
   }
 
   /** Sends one text frame; its UTF-8 bytes go as fragments when they exceed one data-channel message. */
@@ -163,11 +163,7 @@ export class ChannelLink {
   }
 
   #ready(): boolean {
-    if (this.#closed) return false;
-    if (!this.#knownOpen) {
-      if (this.channel.readyState !== 'open') return false;
-      this.#knownOpen = true;
-    }
+    if (this.#closed || this.channel.readyState !== 'open') return false;
     if (this.#budget >= 0) return true;
     this.#budget = this.#high - this.channel.bufferedAmount;
     return this.#budget >= 0;
@@ -225,7 +221,6 @@ export class ChannelLink {
         const state = this.channel.readyState;
         if (this.#closed || (state !== 'open' && state !== 'connecting')) reject(closedError());
         else if (state === 'open' && this.channel.bufferedAmount <= this.#low) {
-          this.#knownOpen = true;
           this.#budget = -1; // re-read on the next send
           resolve();
         }

@@ -1,17 +1,17 @@
-import path from 'node:path';
 import type { Handlers } from '../../dispatch.ts';
 import type { ParamsStore } from '../params.ts';
+import type { Settings } from '../settings.ts';
 import { estimateHandlers } from './estimates.ts';
 import { generationHandlers } from './generation.ts';
 import { modelHandlers } from './models.ts';
 import { InferenceStore } from './settings.ts';
 import { similarityHandlers } from './similarity.ts';
-import { Upstream, type UpstreamConfig } from './upstream.ts';
+import type { Upstream } from './upstream.ts';
 
 export interface InferenceOptions {
-  upstream: UpstreamConfig;
-  /** The server's data directory: inference settings and the default model live in `inference.json` there. */
-  dataDir: string;
+  upstream: Upstream;
+  /** Where the default model and the saved inference settings are kept. */
+  settings: Settings;
   params: ParamsStore;
 }
 
@@ -21,8 +21,8 @@ export interface InferenceOptions {
  */
 export function createInferenceEngine(options: InferenceOptions): Partial<Handlers> {
   const deps = {
-    upstream: new Upstream(options.upstream),
-    store: new InferenceStore(path.join(options.dataDir, 'inference.json')),
+    upstream: options.upstream,
+    store: new InferenceStore(options.settings),
     params: options.params,
   };
   return {

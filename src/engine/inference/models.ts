@@ -2,6 +2,7 @@ import type { CallContext, Handlers } from '../../dispatch.ts';
 import { AppError } from '../../errors.ts';
 import type { InferenceDeps } from './context.ts';
 import type { OllamaModel, OllamaProgress, OllamaShow } from './ollama.ts';
+import { HASHED_MODEL } from '../../knowledge/hashing-embedder.ts';
 import { RECIPES } from './recipes.ts';
 import { splitModelId } from './settings.ts';
 
@@ -17,6 +18,14 @@ interface Model {
 }
 
 const EMBEDDING_NAME = /embed|bge|e5-|gte|minilm|nomic-bert/i;
+
+/** The embedding model built in: hashed word and character n-grams, no weights, no upstream. */
+const EMBEDDED_MODEL: Model = {
+  id: HASHED_MODEL,
+  name: 'Embedded hashed word and character n-grams (512 dimensions; needs no upstream)',
+  capabilities: ['embedding'],
+  loaded: true,
+};
 
 /** Model management: Ollama's native API where the upstream is Ollama, the OpenAI model list elsewhere. */
 export function modelHandlers(
@@ -53,6 +62,13 @@ export function modelHandlers(
     ]);
     const loaded = new Set((running.models ?? []).map((m) => m.name));
     return (tags.models ?? []).map((m) => ({ ...fromOllama(m), loaded: loaded.has(m.name) }));
+  }
+
+  async function embeddingModels(signal: AbortSignal): Promise<Model[]> {
+    const models = await catalog(signal);
+    if (!(await upstream.resolve()).ollama) return models.filter((m) => EMBEDDING_NAME.test(m.id));
+    const shows = await Promise.all(models.map((m) => post<OllamaShow>('/api/show', { model: m.id }, signal)));
+    return models.map((m, i) => ({ ...m, capabilities: shows[i].capabilities })).filter((m) => m.capabilities?.includes('embedding'));
   }
 
   async function requireOllama(action: string): Promise<void> {
@@ -122,19 +138,17 @@ export function modelHandlers(
 
     delete_model: async ({ model_id }, { signal }) => {
       await requireOllama('delete_model');
-      await upstream.request('/api/delete', { method: 'DELETE', body: { model: model_id }, signal });
+      await (await upstream.request('/api/delete', { method: 'DELETE', body: { model: model_id }, signal })).text();
       return { success: true, message: `Deleted ${model_id}` };
     },
 
+    /** The embedded model first (it needs no upstream), then the upstream's, when there is one. */
     get_embedding_models: async (_params, { signal }) => {
-      const models = await catalog(signal);
-      if (!(await upstream.resolve()).ollama) return { models: models.filter((m) => EMBEDDING_NAME.test(m.id)) };
-      const shows = await Promise.all(models.map((m) => post<OllamaShow>('/api/show', { model: m.id }, signal)));
-      return {
-        models: models
-          .map((m, i) => ({ ...m, capabilities: shows[i].capabilities }))
-          .filter((m) => m.capabilities?.includes('embedding')),
-      };
+      const upstreamModels = await embeddingModels(signal).catch((error: unknown) => {
+        if (error instanceof AppError && error.code === 'backend_unavailable') return [];
+        throw error;
+      });
+      return { models: [EMBEDDED_MODEL, ...upstreamModels] };
     },
 
     get_recipes: () => ({ recipes: RECIPES }),
@@ -149,7 +163,7 @@ export function modelHandlers(
     get_inference_settings: async ({ repo_id, variant }) => ({
       repo_id,
       variant,
-      settings: (await store.settings(repo_id, variant)) ?? {},
+      settings: (await store.settingsFor(repo_id, variant)) ?? {},
     }),
 
     save_inference_settings: async ({ repo_id, variant, settings }) => {

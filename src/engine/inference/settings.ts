@@ -1,81 +1,51 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { InferenceSettings } from '../../protocol/requests/models.ts';
+import type { Settings } from '../settings.ts';
 
-interface FileShape {
-  default_model?: string;
-  settings: Record<string, InferenceSettings>;
-}
-
-/**
- * A small JSON file in the data directory: the default model and the saved inference settings. Writes are
- * serialized and atomic (write a temporary file, then rename), so a crash never leaves half a file.
- */
+/** The default model and the saved per model-and-variant inference settings, kept in the server's settings. */
 export class InferenceStore {
-  private cache: Promise<FileShape> | undefined;
   private writes = Promise.resolve();
 
-  constructor(private readonly file: string) {}
+  constructor(private readonly settings: Settings) {}
 
-  async defaultModel(): Promise<string | undefined> {
-    return (await this.read()).default_model;
+  defaultModel(): Promise<string | undefined> {
+    return this.settings.getSetting<string>('default_model');
   }
 
+  /** Sets the default model; returns the one it replaces. */
   setDefaultModel(model: string): Promise<string | undefined> {
-    return this.update((data) => {
-      const previous = data.default_model;
-      data.default_model = model;
+    return this.serialized(async () => {
+      const previous = await this.defaultModel();
+      await this.settings.setSetting('default_model', model);
       return previous;
     });
   }
 
-  async settings(repoId: string, variant: string): Promise<InferenceSettings | undefined> {
-    return (await this.read()).settings[key(repoId, variant)];
+  settingsFor(repoId: string, variant: string): Promise<InferenceSettings | undefined> {
+    return this.settings.getSetting<InferenceSettings>(key(repoId, variant));
   }
 
   saveSettings(repoId: string, variant: string, settings: InferenceSettings): Promise<void> {
-    return this.update((data) => {
-      data.settings[key(repoId, variant)] = settings;
-    });
+    return this.settings.setSetting(key(repoId, variant), settings);
   }
 
   /** The settings that apply to a model id: saved for its repo and variant (`repo:variant`), else for the whole id. */
   async settingsForModel(model: string): Promise<InferenceSettings> {
     const { repoId, variant } = splitModelId(model);
-    return (await this.settings(repoId, variant)) ?? (await this.settings(model, 'default')) ?? {};
+    return (await this.settingsFor(repoId, variant)) ?? (await this.settingsFor(model, 'default')) ?? {};
   }
 
-  private read(): Promise<FileShape> {
-    this.cache ??= readFile(this.file, 'utf8').then(
-      (text) => ({ settings: {}, ...(JSON.parse(text) as Partial<FileShape>) }),
-      (error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return { settings: {} };
-        throw error;
-      },
-    );
-    return this.cache;
-  }
-
-  private update<T>(change: (data: FileShape) => T): Promise<T> {
-    const run = this.writes.then(async () => {
-      const data = await this.read();
-      const result = change(data);
-      await mkdir(path.dirname(this.file), { recursive: true });
-      const temporary = `${this.file}.${process.pid}.tmp`;
-      await writeFile(temporary, JSON.stringify(data, null, 2));
-      await rename(temporary, this.file);
-      return result;
-    });
-    this.writes = run.then(
+  private serialized<T>(run: () => Promise<T>): Promise<T> {
+    const result = this.writes.then(run);
+    this.writes = result.then(
       () => undefined,
       () => undefined,
     );
-    return run;
+    return result;
   }
 }
 
 function key(repoId: string, variant: string): string {
-  return `${repoId}|${variant}`;
+  return `inference_settings:${repoId}|${variant}`;
 }
 
 /** `llama3.2:3b` is repo `llama3.2`, variant `3b`; a name without a tag is variant `default`. */

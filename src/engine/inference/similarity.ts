@@ -1,7 +1,7 @@
 import type { Handlers } from '../../dispatch.ts';
 import { AppError } from '../../errors.ts';
 import type { InferenceDeps } from './context.ts';
-import { isMissingRoute } from './upstream.ts';
+import { isMissingRoute, type Upstream } from './upstream.ts';
 
 interface EmbeddingList {
   model?: string;
@@ -21,25 +21,28 @@ export function cosine(a: number[], b: number[]): number {
   return na && nb ? dot / Math.sqrt(na * nb) : 0;
 }
 
+/** The upstream's embeddings of `input`, in input order. */
+export async function upstreamEmbeddings(upstream: Upstream, model: string | undefined, input: string | string[], signal: AbortSignal) {
+  if (!model) throw new AppError('invalid_request', 'Name an embedding model in "model" (see get_embedding_models)', { details: { field: 'model' } });
+  const answer = await (await upstream.request('/v1/embeddings', { body: { model, input }, signal })).json<EmbeddingList>();
+  const vectors = [...(answer.data ?? [])].sort((a, b) => a.index - b.index).map((d) => d.embedding);
+  const expected = typeof input === 'string' ? 1 : input.length;
+  if (vectors.length !== expected || vectors.some((v) => !Array.isArray(v))) {
+    throw new AppError('upstream_error', `The upstream returned ${vectors.length} embeddings for ${expected} inputs`);
+  }
+  const prompt = answer.usage?.prompt_tokens ?? 0;
+  return {
+    model: answer.model ?? model,
+    embeddings: vectors,
+    usage: { prompt_tokens: prompt, completion_tokens: 0, total_tokens: answer.usage?.total_tokens ?? prompt },
+  };
+}
+
 /** Embeddings from the upstream; rerank through its rerank endpoint, else scored with its embeddings. */
 export function similarityHandlers(deps: InferenceDeps): Pick<Handlers, 'embeddings' | 'rerank'> {
   const { upstream } = deps;
-
-  async function embed(model: string | undefined, input: string | string[], signal: AbortSignal) {
-    if (!model) throw new AppError('invalid_request', 'Name an embedding model in "model" (see get_embedding_models)', { details: { field: 'model' } });
-    const answer = await (await upstream.request('/v1/embeddings', { body: { model, input }, signal })).json<EmbeddingList>();
-    const vectors = [...(answer.data ?? [])].sort((a, b) => a.index - b.index).map((d) => d.embedding);
-    const expected = typeof input === 'string' ? 1 : input.length;
-    if (vectors.length !== expected || vectors.some((v) => !Array.isArray(v))) {
-      throw new AppError('upstream_error', `The upstream returned ${vectors.length} embeddings for ${expected} inputs`);
-    }
-    const prompt = answer.usage?.prompt_tokens ?? 0;
-    return {
-      model: answer.model ?? model,
-      embeddings: vectors,
-      usage: { prompt_tokens: prompt, completion_tokens: 0, total_tokens: answer.usage?.total_tokens ?? prompt },
-    };
-  }
+  const embed = (model: string | undefined, input: string | string[], signal: AbortSignal) =>
+    upstreamEmbeddings(upstream, model, input, signal);
 
   return {
     embeddings: ({ model, input }, { signal }) => embed(model, input, signal),

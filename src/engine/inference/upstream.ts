@@ -201,6 +201,7 @@ class IdleTimer {
       this.fired = true;
       this.controller.abort(new AppError('timeout', `The upstream sent nothing for ${this.ms} ms`));
     }, this.ms);
+    this.timer.unref?.(); // the request itself keeps the process alive while it matters
   }
 
   stop(): void {

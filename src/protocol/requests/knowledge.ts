@@ -11,14 +11,18 @@ const storedMessage = z.object({
   metadata: z.record(z.string(), z.unknown()).optional(),
 });
 
+/** A matching chunk: its document's id and metadata, its position in the document, and how it scored. */
 const searchHit = z.object({
   id: z.string(),
+  chunk: z.number().int(),
   score: z.number(),
   content: z.string(),
-  metadata: z.record(z.string(), z.unknown()).optional(),
+  metadata: z.record(z.string(), z.unknown()),
+  source: z.enum(['document', 'message']),
+  scores: z.object({ vector: z.number().optional(), lexical: z.number().optional() }),
 });
 
-const searchOutput = z.object({ results: z.array(searchHit), query_time_ms: z.number() });
+const searchOutput = z.object({ results: z.array(searchHit), query_time_ms: z.number(), embedding_model: z.string() });
 
 const text = z.string().min(1).max(1_000_000);
 
@@ -46,6 +50,66 @@ export const knowledgeRequests = {
     output: z.object({ message_id: z.string() }),
     response: 'message_saved',
     kind: 'mutation',
+    engine: 'knowledge',
+  }),
+  add_documents: request({
+    group: 'documents',
+    summary: 'Stores documents for RAG (chunked and embedded); an existing id is replaced.',
+    input: z.strictObject({
+      documents: z
+        .array(
+          z.strictObject({
+            id: z.string().min(1).max(512).optional(),
+            content: z.string().trim().min(1, 'must not be empty').max(1_000_000),
+            metadata: z.record(z.string(), z.unknown()).optional(),
+          }),
+        )
+        .min(1)
+        .max(1_000),
+    }),
+    output: z.object({
+      ids: z.array(z.string()),
+      chunks: z.number().int(),
+      embedding_model: z.string(),
+    }),
+    response: 'documents_added',
+    kind: 'mutation',
+    engine: 'knowledge',
+  }),
+  delete_documents: request({
+    group: 'documents',
+    summary: 'Deletes documents (and their chunks and vectors) by id.',
+    input: z.strictObject({ ids: z.array(z.string().min(1).max(512)).min(1).max(10_000) }),
+    output: z.object({ deleted: z.number().int() }),
+    response: 'documents_deleted',
+    kind: 'mutation',
+    engine: 'knowledge',
+  }),
+  list_documents: request({
+    group: 'documents',
+    summary: 'Stored documents, newest first, a page at a time.',
+    input: z
+      .strictObject({
+        limit: z.number().int().positive().max(1_000).optional(),
+        offset: z.number().int().min(0).optional(),
+        source: z.enum(['document', 'message']).optional(),
+      })
+      .default({}),
+    output: z.object({
+      documents: z.array(
+        z.object({
+          id: z.string(),
+          content: z.string(),
+          metadata: z.record(z.string(), z.unknown()),
+          source: z.enum(['document', 'message']),
+          created_at: z.string(),
+          chunks: z.number().int(),
+        }),
+      ),
+      total: z.number().int(),
+    }),
+    response: 'documents',
+    kind: 'query',
     engine: 'knowledge',
   }),
   rag_query: request({

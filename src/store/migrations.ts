@@ -1,0 +1,76 @@
+/**
+ * The store's schema, as an ordered list of steps. A step is never edited once released: a change is a new step at
+ * the end. Both backends run exactly this SQL (PGlite is PostgreSQL 18, the server may be as old as 13), so it sticks
+ * to plain PostgreSQL: no extensions.
+ *
+ * `SqlStore` applies the steps a database lacks when it opens, in one transaction holding an advisory lock, and
+ * records each in `schema_migrations(version, applied_at)`.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'settings, messages, documents, chunks, vectors, deletions',
+    sql: `
+      CREATE TABLE settings (
+        key text PRIMARY KEY,
+        value jsonb NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+
+      -- Chat history. seq orders the messages (created_at ties within a transaction); id is the public id.
+      CREATE TABLE messages (
+        seq bigserial PRIMARY KEY,
+        id text NOT NULL UNIQUE,
+        session_id text NOT NULL,
+        role text NOT NULL,
+        content text NOT NULL,
+        metadata jsonb,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX messages_session_seq ON messages (session_id, seq);
+
+      -- Documents for RAG. seq orders them for listing (newest first); a replaced document gets a new seq.
+      CREATE TABLE documents (
+        id text PRIMARY KEY,
+        seq bigserial NOT NULL UNIQUE,
+        content text NOT NULL,
+        metadata jsonb NOT NULL DEFAULT '{}',
+        source text NOT NULL CHECK (source IN ('document', 'message')),
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX documents_source_seq ON documents (source, seq);
+
+      -- Chunk ids only grow, so a search index follows new chunks with "id > last seen".
+      CREATE TABLE chunks (
+        id bigserial PRIMARY KEY,
+        document_id text NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+        ordinal int NOT NULL,
+        content text NOT NULL
+      );
+      CREATE INDEX chunks_document ON chunks (document_id);
+
+      -- One vector per chunk and embedding model: a Float32Array's bytes, little-endian.
+      CREATE TABLE vectors (
+        chunk_id bigint NOT NULL REFERENCES chunks (id) ON DELETE CASCADE,
+        model text NOT NULL,
+        vector bytea NOT NULL,
+        PRIMARY KEY (chunk_id, model)
+      );
+
+      -- Removals, so a search index in any instance can drop the chunks it holds: every chunk of document_id with an
+      -- id up to up_to_chunk_id is gone.
+      CREATE TABLE deletions (
+        seq bigserial PRIMARY KEY,
+        document_id text NOT NULL,
+        up_to_chunk_id bigint NOT NULL,
+        deleted_at timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
+];

@@ -1,0 +1,572 @@
+/**
+ * `SqlStore`: the whole store in SQL, over a small `Db` driver (PGlite or node-postgres). Both backends run exactly
+ * the same statements, so everything that differs between the drivers stays out of the SQL's results:
+ * - ids come back as numbers or strings (int8) and become numbers here;
+ * - timestamps are formatted by the database (`to_char`, UTC) instead of parsed by a driver;
+ * - vectors go in and out as base64 text (`decode`/`encode`), which both drivers pass as plain text and which is
+ *   much faster on PGlite than its bytea (hex) conversion;
+ * - bulk rows travel as one JSON text parameter read with `json_to_recordset`, one statement per batch.
+ *
+ * Writers that feed the search index (`addDocuments`, `deleteDocuments`, `putVectors`) hold one transaction-scoped
+ * advisory lock, so chunk and deletion ids are committed in the order they are allocated: an index that has seen id N
+ * can never later find a committed id below N (which "id > last seen" would skip), even with several instances on one
+ * PostgreSQL server.
+ */
+import { randomUUID } from 'node:crypto';
+import { AppError } from '../errors.ts';
+import { MIGRATIONS, type Migration } from './migrations.ts';
+import type {
+  Deletion,
+  DocumentSource,
+  DocumentWrite,
+  Metadata,
+  Store,
+  StoredChunk,
+  StoredDocument,
+  StoredMessage,
+} from './types.ts';
+
+/** What the store needs from a connection (or a transaction). */
+export interface Queryable {
+  /** One statement with `$n` parameters (strings, numbers, booleans, null, arrays of those); the result rows. */
+  query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
+  /** Statements without parameters (several allowed, `;`-separated). */
+  exec(sql: string): Promise<void>;
+}
+
+/** A database driver: PGlite (`pglite.ts`) or a PostgreSQL server (`postgres.ts`). */
+export interface Db extends Queryable {
+  readonly kind: 'embedded' | 'postgres';
+  /** Runs `fn` in one transaction on one connection: committed when it resolves, rolled back when it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** `pg_advisory_xact_lock` keys (any constants; ASCII "tabmigr" and "tabwrit"). */
+const MIGRATION_LOCK = '0x7461626d696772';
+const WRITE_LOCK = '0x74616277726974';
+
+/** Longest id (document, session, setting key) and model name the store accepts. */
+export const MAX_ID_LENGTH = 512;
+/** Rows per bulk statement, and the JSON text size (UTF-16 units) at which a batch is sent early. */
+const BATCH_ROWS = 2_000;
+const BATCH_CHARS = 8 * 1024 * 1024;
+
+const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+export class SqlStore implements Store {
+  readonly kind: 'embedded' | 'postgres';
+  #closed = false;
+
+  /** Use `SqlStore.open`, which runs the migrations first. `db` is exposed for tests and diagnostics. */
+  constructor(readonly db: Db) {
+    this.kind = db.kind;
+  }
+
+  /** Brings the schema up to date (`MIGRATIONS`), then returns the store. Closes `db` when that fails. */
+  static async open(db: Db, migrations: readonly Migration[] = MIGRATIONS): Promise<SqlStore> {
+    try {
+      await migrate(db, migrations);
+    } catch (error) {
+      await db.close().catch(() => {});
+      throw databaseError('apply the schema migrations', error);
+    }
+    return new SqlStore(db);
+  }
+
+  // ---- settings ----
+
+  async getSetting<T>(key: string): Promise<T | undefined> {
+    checkId(key, 'setting key');
+    const rows = await this.#run('read a setting', (db) => db.query<{ value: T }>('SELECT value FROM settings WHERE key = $1', [key]));
+    return rows.length ? rows[0].value : undefined;
+  }
+
+  /** Stores any JSON value; `undefined` removes the setting. */
+  async setSetting(key: string, value: unknown): Promise<void> {
+    checkId(key, 'setting key');
+    if (value === undefined) {
+      await this.#run('remove a setting', (db) => db.query('DELETE FROM settings WHERE key = $1', [key]));
+      return;
+    }
+    const json = jsonText(value, 'setting value');
+    await this.#run('write a setting', (db) =>
+      db.query(
+        `INSERT INTO settings (key, value) VALUES ($1, $2::text::jsonb)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()`,
+        [key, json],
+      ),
+    );
+  }
+
+  // ---- chat history ----
+
+  async saveMessage(message: { session_id: string; role: string; content: string; metadata?: Metadata }): Promise<StoredMessage> {
+    if (!isObject(message)) throw invalid('message must be an object');
+    const session_id = checkId(message.session_id, 'session_id');
+    const role = checkId(message.role, 'role');
+    const content = checkText(message.content, 'message content');
+    const metadata =
+      message.metadata === undefined ? undefined : jsonText(checkMetadata(message.metadata, 'message metadata'), 'message metadata');
+    const id = randomUUID();
+    const rows = await this.#run('save a message', (db) =>
+      db.query<{ created_at: string }>(
+        `INSERT INTO messages (id, session_id, role, content, metadata) VALUES ($1, $2, $3, $4, $5::text::jsonb)
+         RETURNING ${iso('created_at')} AS created_at`,
+        [id, session_id, role, content, metadata ?? null],
+      ),
+    );
+    const saved: StoredMessage = { id, session_id, role, content, created_at: rows[0].created_at };
+    if (metadata !== undefined) saved.metadata = JSON.parse(metadata) as Metadata;
+    return saved;
+  }
+
+  async chatHistory(options: { session_id?: string; limit: number }): Promise<StoredMessage[]> {
+    if (!isObject(options)) throw invalid('options must be an object');
+    const limit = checkCount(options.limit, 'limit');
+    const session = options.session_id === undefined ? undefined : checkId(options.session_id, 'session_id');
+    if (limit === 0) return [];
+    const columns = `id, session_id, role, content, metadata, ${iso('created_at')} AS created_at`;
+    const rows = await this.#run('read the chat history', (db) =>
+      session === undefined
+        ? db.query<MessageRow>(`SELECT ${columns} FROM (SELECT * FROM messages ORDER BY seq DESC LIMIT $1) m ORDER BY seq`, [limit])
+        : db.query<MessageRow>(
+            `SELECT ${columns} FROM (SELECT * FROM messages WHERE session_id = $1 ORDER BY seq DESC LIMIT $2) m ORDER BY seq`,
+            [session, limit],
+          ),
+    );
+    return rows.map((row) => {
+      const message: StoredMessage = { id: row.id, session_id: row.session_id, role: row.role, content: row.content, created_at: row.created_at };
+      if (row.metadata !== null && row.metadata !== undefined) message.metadata = row.metadata;
+      return message;
+    });
+  }
+
+  // ---- documents ----
+
+  async addDocuments(documents: DocumentWrite[]): Promise<void> {
+    if (!Array.isArray(documents)) throw invalid('documents must be an array');
+    if (!documents.length) return;
+    const batches = encodeDocuments(documents);
+    const ids = documents.map((document) => document.id);
+    await this.#run('store the documents', (db) =>
+      db.transaction(async (tx) => {
+        await tx.query(`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
+        await logAndDelete(tx, ids);
+        for (const batch of batches) {
+          await tx.query(
+            `INSERT INTO documents (id, content, metadata, source)
+             SELECT x.id, x.content, x.metadata, x.source
+             FROM json_to_recordset($1::text::json) AS x(i int, id text, content text, metadata jsonb, source text)
+             ORDER BY x.i`,
+            [batch.documents],
+          );
+          if (batch.chunkCount === 0) continue;
+          await tx.query(
+            `WITH c AS (
+               INSERT INTO chunks (document_id, ordinal, content)
+               SELECT x.d, x.o, x.c FROM json_to_recordset($1::text::json) AS x(k int, d text, o int, c text) ORDER BY x.k
+               RETURNING id, document_id, ordinal
+             )
+             INSERT INTO vectors (chunk_id, model, vector)
+             SELECT c.id, v.m, decode(v.v, 'base64')
+             FROM json_to_recordset($2::text::json) AS v(d text, o int, m text, v text)
+             JOIN c ON c.document_id = v.d AND c.ordinal = v.o`,
+            [batch.chunks, batch.vectors],
+          );
+        }
+      }),
+    );
+  }
+
+  async deleteDocuments(ids: string[]): Promise<number> {
+    if (!Array.isArray(ids)) throw invalid('ids must be an array');
+    const unique = [...new Set(ids.map((id) => checkId(id, 'document id')))];
+    if (!unique.length) return 0;
+    return this.#run('delete the documents', (db) =>
+      db.transaction(async (tx) => {
+        await tx.query(`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
+        return logAndDelete(tx, unique);
+      }),
+    );
+  }
+
+  /** Newest first (the order they were stored in; a replaced document counts as new). */
+  async listDocuments(options: { limit: number; offset: number; source?: DocumentSource }): Promise<{ documents: StoredDocument[]; total: number }> {
+    if (!isObject(options)) throw invalid('options must be an object');
+    const limit = checkCount(options.limit, 'limit');
+    const offset = checkCount(options.offset ?? 0, 'offset');
+    const source = options.source === undefined ? null : checkSource(options.source);
+    return this.#run('list the documents', async (db) => {
+      const [rows, count] = await Promise.all([
+        limit === 0
+          ? Promise.resolve([] as DocumentRow[])
+          : db.query<DocumentRow>(
+              `SELECT d.id, d.content, d.metadata, d.source, ${iso('d.created_at')} AS created_at,
+                      (SELECT count(*) FROM chunks c WHERE c.document_id = d.id)::int AS chunks
+               FROM documents d WHERE $1::text IS NULL OR d.source = $1::text
+               ORDER BY d.seq DESC LIMIT $2 OFFSET $3`,
+              [source, limit, offset],
+            ),
+        db.query<{ total: number | string }>('SELECT count(*) AS total FROM documents WHERE $1::text IS NULL OR source = $1::text', [source]),
+      ]);
+      return {
+        documents: rows.map((row) => ({ ...row, chunks: Number(row.chunks) })),
+        total: Number(count[0].total),
+      };
+    });
+  }
+
+  // ---- what the search index follows ----
+
+  async chunksSince(afterId: number, model: string, limit: number): Promise<StoredChunk[]> {
+    const after = checkCursor(afterId, 'afterId');
+    checkId(model, 'model');
+    const count = checkCount(limit, 'limit');
+    if (count === 0) return [];
+    const rows = await this.#run('read chunks', (db) =>
+      db.query<ChunkRow>(
+        `SELECT c.id, c.document_id, c.ordinal, c.content, d.metadata, d.source, encode(v.vector, 'base64') AS vector
+         FROM chunks c
+         JOIN documents d ON d.id = c.document_id
+         LEFT JOIN vectors v ON v.chunk_id = c.id AND v.model = $2
+         WHERE c.id > $1::bigint
+         ORDER BY c.id
+         LIMIT $3`,
+        [after, model, count],
+      ),
+    );
+    return rows.map((row) => {
+      const chunk: StoredChunk = {
+        id: Number(row.id),
+        document_id: row.document_id,
+        ordinal: row.ordinal,
+        content: row.content,
+        metadata: row.metadata,
+        source: row.source,
+      };
+      if (row.vector !== null) chunk.vector = decodeVector(row.vector);
+      return chunk;
+    });
+  }
+
+  async deletionsSince(afterSeq: number): Promise<Deletion[]> {
+    const after = checkCursor(afterSeq, 'afterSeq');
+    const rows = await this.#run('read deletions', (db) =>
+      db.query<{ seq: number | string; document_id: string; up_to_chunk_id: number | string }>(
+        'SELECT seq, document_id, up_to_chunk_id FROM deletions WHERE seq > $1::bigint ORDER BY seq',
+        [after],
+      ),
+    );
+    return rows.map((row) => ({ seq: Number(row.seq), document_id: row.document_id, up_to_chunk_id: Number(row.up_to_chunk_id) }));
+  }
+
+  /** Stores (or overwrites) vectors; those of chunks that no longer exist are skipped. */
+  async putVectors(model: string, vectors: { chunk_id: number; vector: Float32Array }[]): Promise<void> {
+    checkId(model, 'model');
+    if (!Array.isArray(vectors)) throw invalid('vectors must be an array');
+    if (!vectors.length) return;
+    const batches: string[] = [];
+    let rows: string[] = [];
+    let chars = 0;
+    const seen = new Set<number>();
+    for (const item of vectors) {
+      if (!isObject(item)) throw invalid('each vector must be an object');
+      const chunkId = checkCursor(item.chunk_id, 'chunk_id');
+      if (seen.has(chunkId)) throw invalid(`chunk ${chunkId} appears twice`);
+      seen.add(chunkId);
+      const row = JSON.stringify({ id: chunkId, v: encodeVector(item.vector, `the vector of chunk ${chunkId}`) });
+      rows.push(row);
+      chars += row.length;
+      if (rows.length >= BATCH_ROWS || chars >= BATCH_CHARS) {
+        batches.push(`[${rows.join(',')}]`);
+        rows = [];
+        chars = 0;
+      }
+    }
+    if (rows.length) batches.push(`[${rows.join(',')}]`);
+    await this.#run('store vectors', (db) =>
+      db.transaction(async (tx) => {
+        await tx.query(`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
+        for (const batch of batches) {
+          await tx.query(
+            `INSERT INTO vectors (chunk_id, model, vector)
+             SELECT x.id, $1, decode(x.v, 'base64')
+             FROM json_to_recordset($2::text::json) AS x(id bigint, v text)
+             JOIN chunks c ON c.id = x.id
+             ON CONFLICT (chunk_id, model) DO UPDATE SET vector = excluded.vector`,
+            [model, batch],
+          );
+        }
+      }),
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.db.close();
+  }
+
+  /** Runs one operation, mapping driver errors to `AppError`s that name the operation and never the SQL. */
+  async #run<T>(operation: string, fn: (db: Db) => Promise<T>): Promise<T> {
+    if (this.#closed) throw new AppError('shutting_down', 'The store is closed');
+    try {
+      return await fn(this.db);
+    } catch (error) {
+      throw databaseError(operation, error);
+    }
+  }
+}
+
+interface MessageRow {
+  id: string;
+  session_id: string;
+  role: string;
+  content: string;
+  metadata: Metadata | null;
+  created_at: string;
+}
+
+interface DocumentRow {
+  id: string;
+  content: string;
+  metadata: Metadata;
+  source: DocumentSource;
+  created_at: string;
+  chunks: number;
+}
+
+interface ChunkRow {
+  id: number | string;
+  document_id: string;
+  ordinal: number;
+  content: string;
+  metadata: Metadata;
+  source: DocumentSource;
+  vector: string | null;
+}
+
+// ---- migrations ----
+
+async function migrate(db: Db, migrations: readonly Migration[]): Promise<void> {
+  const versions = migrations.map((m) => m.version);
+  if (versions.some((v, i) => !Number.isInteger(v) || v <= 0 || (i > 0 && v <= versions[i - 1]))) {
+    throw new Error('Migration versions must be positive integers in increasing order');
+  }
+  await db.transaction(async (tx) => {
+    // Instances starting together wait here for each other; the first one applies the steps.
+    await tx.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`);
+    await tx.exec(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())',
+    );
+    const applied = new Set((await tx.query<{ version: number }>('SELECT version FROM schema_migrations')).map((row) => Number(row.version)));
+    for (const migration of migrations) {
+      if (applied.has(migration.version)) continue;
+      await tx.exec(migration.sql);
+      await tx.query('INSERT INTO schema_migrations (version) VALUES ($1)', [migration.version]);
+    }
+  });
+}
+
+// ---- writes ----
+
+/** Logs a deletion (with the highest chunk id) for each existing document of `ids`, then deletes them. */
+async function logAndDelete(tx: Queryable, ids: string[]): Promise<number> {
+  const logged = await tx.query<{ document_id: string }>(
+    `INSERT INTO deletions (document_id, up_to_chunk_id)
+     SELECT d.id, COALESCE((SELECT max(c.id) FROM chunks c WHERE c.document_id = d.id), 0)
+     FROM documents d WHERE d.id = ANY($1::text[])
+     ORDER BY d.seq
+     RETURNING document_id`,
+    [ids],
+  );
+  if (logged.length) await tx.query('DELETE FROM documents WHERE id = ANY($1::text[])', [logged.map((row) => row.document_id)]);
+  return logged.length;
+}
+
+interface Batch {
+  /** JSON arrays of rows, as text. */
+  documents: string;
+  chunks: string;
+  vectors: string;
+  chunkCount: number;
+}
+
+/** Validates every document and encodes them as JSON batches (before the transaction starts). */
+function encodeDocuments(documents: DocumentWrite[]): Batch[] {
+  const batches: Batch[] = [];
+  let docs: string[] = [];
+  let chunks: string[] = [];
+  let vectors: string[] = [];
+  let chars = 0;
+  const flush = () => {
+    if (!docs.length) return;
+    batches.push({ documents: `[${docs.join(',')}]`, chunks: `[${chunks.join(',')}]`, vectors: `[${vectors.join(',')}]`, chunkCount: chunks.length });
+    docs = [];
+    chunks = [];
+    vectors = [];
+    chars = 0;
+  };
+  const seen = new Set<string>();
+  let k = 0;
+  documents.forEach((document, i) => {
+    if (!isObject(document)) throw invalid(`document ${i} must be an object`);
+    const id = checkId(document.id, 'document id');
+    if (seen.has(id)) throw invalid(`document id ${JSON.stringify(id.slice(0, 80))} appears twice`);
+    seen.add(id);
+    const what = `document ${JSON.stringify(id.slice(0, 80))}`;
+    const content = checkText(document.content, `the content of ${what}`);
+    const metadata = jsonText(checkMetadata(document.metadata ?? {}, `the metadata of ${what}`), `the metadata of ${what}`);
+    const source = checkSource(document.source);
+    if (!Array.isArray(document.chunks)) throw invalid(`the chunks of ${what} must be an array`);
+    const row = `{"i":${i},"id":${JSON.stringify(id)},"content":${JSON.stringify(content)},"metadata":${metadata},"source":"${source}"}`;
+    docs.push(row);
+    chars += row.length;
+    document.chunks.forEach((chunk, ordinal) => {
+      if (!isObject(chunk)) throw invalid(`chunk ${ordinal} of ${what} must be an object`);
+      const text = checkText(chunk.content, `chunk ${ordinal} of ${what}`);
+      const chunkRow = `{"k":${k++},"d":${JSON.stringify(id)},"o":${ordinal},"c":${JSON.stringify(text)}}`;
+      chunks.push(chunkRow);
+      chars += chunkRow.length;
+      const list = chunk.vectors ?? [];
+      if (!Array.isArray(list)) throw invalid(`the vectors of chunk ${ordinal} of ${what} must be an array`);
+      const models = new Set<string>();
+      for (const item of list) {
+        if (!isObject(item)) throw invalid(`the vectors of chunk ${ordinal} of ${what} must be objects`);
+        const model = checkId(item.model, 'model');
+        if (models.has(model)) throw invalid(`chunk ${ordinal} of ${what} has two vectors for model ${JSON.stringify(model)}`);
+        models.add(model);
+        const vectorRow = `{"d":${JSON.stringify(id)},"o":${ordinal},"m":${JSON.stringify(model)},"v":"${encodeVector(item.vector, `a vector of chunk ${ordinal} of ${what}`)}"}`;
+        vectors.push(vectorRow);
+        chars += vectorRow.length;
+      }
+    });
+    if (docs.length >= BATCH_ROWS || chunks.length >= BATCH_ROWS || chars >= BATCH_CHARS) flush();
+  });
+  flush();
+  return batches;
+}
+
+// ---- vectors ----
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** A Float32Array's bytes, little-endian, as base64. */
+export function encodeVector(vector: unknown, what: string): string {
+  if (!(vector instanceof Float32Array)) throw invalid(`${what} must be a Float32Array`);
+  if (vector.length === 0) throw invalid(`${what} is empty`);
+  const bytes = Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength);
+  if (LITTLE_ENDIAN) return bytes.toString('base64');
+  return Buffer.from(bytes).swap32().toString('base64');
+}
+
+/** A fresh (aligned) Float32Array from base64 little-endian bytes. */
+export function decodeVector(base64: string): Float32Array {
+  const bytes = Buffer.from(base64, 'base64');
+  if (!LITTLE_ENDIAN) bytes.swap32();
+  const vector = new Float32Array(bytes.byteLength >>> 2);
+  new Uint8Array(vector.buffer).set(bytes.subarray(0, vector.byteLength));
+  return vector;
+}
+
+// ---- validation ----
+
+function invalid(message: string): AppError {
+  return new AppError('invalid_request', message);
+}
+
+function isObject(value: unknown): value is Record<string, any> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** PostgreSQL text cannot hold NUL. */
+function hasNul(text: string): boolean {
+  return text.includes('\0');
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/** Lone UTF-16 surrogates cannot be UTF-8; they become U+FFFD (what a driver's UTF-8 encoding would do). */
+function wellFormed(text: string): string {
+  LONE_SURROGATE.lastIndex = 0;
+  return LONE_SURROGATE.test(text) ? text.replace(LONE_SURROGATE, '\uFFFD') : text;
+}
+
+function checkId(value: unknown, what: string): string {
+  if (typeof value !== 'string' || value.length === 0) throw invalid(`${what} must be a non-empty string`);
+  if (value.length > MAX_ID_LENGTH) throw invalid(`${what} is longer than ${MAX_ID_LENGTH} characters`);
+  if (hasNul(value)) throw invalid(`${what} contains a NUL character`);
+  if (wellFormed(value) !== value) throw invalid(`${what} is not valid Unicode (a lone surrogate)`);
+  return value;
+}
+
+function checkText(value: unknown, what: string): string {
+  if (typeof value !== 'string') throw invalid(`${what} must be a string`);
+  if (hasNul(value)) throw invalid(`${what} contains a NUL character`);
+  return wellFormed(value);
+}
+
+function checkMetadata(value: unknown, what: string): Metadata {
+  if (!isObject(value)) throw invalid(`${what} must be an object`);
+  return value;
+}
+
+function checkSource(value: unknown): DocumentSource {
+  if (value !== 'document' && value !== 'message') throw invalid('source must be "document" or "message"');
+  return value;
+}
+
+function checkCount(value: unknown, what: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw invalid(`${what} must be a non-negative integer`);
+  return value;
+}
+
+function checkCursor(value: unknown, what: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw invalid(`${what} must be an integer`);
+  return Math.max(0, value);
+}
+
+/** JSON text PostgreSQL's jsonb accepts: no NUL in strings or keys, well-formed Unicode; else invalid_request. */
+function jsonText(value: unknown, what: string): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value, function (this: unknown, key: string, item: unknown) {
+      if (hasNul(key) || wellFormed(key) !== key) throw invalid(`${what} has a key with a NUL character or invalid Unicode`);
+      if (typeof item === 'string') {
+        if (hasNul(item)) throw invalid(`${what} contains a NUL character`);
+        return wellFormed(item);
+      }
+      return item;
+    });
+  } catch (error) {
+    if (error instanceof AppError) throw error;
+    throw invalid(`${what} is not JSON-serializable (${error instanceof Error ? error.message : String(error)})`);
+  }
+  if (text === undefined) throw invalid(`${what} is not JSON-serializable`);
+  return text;
+}
+
+// ---- errors ----
+
+/** Node socket errors and PostgreSQL's connection / shutdown SQLSTATEs: the database is not there. */
+function isUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string') {
+    if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN)$/.test(code)) return true;
+    if (/^08/.test(code) || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300') return true;
+  }
+  const message = error instanceof Error ? error.message : '';
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Cannot use a pool after calling end/.test(
+    message,
+  );
+}
+
+/** An `AppError` for a failed database operation: the operation and the SQLSTATE, never the SQL or its values. */
+export function databaseError(operation: string, error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  if (isUnavailable(error)) return new AppError('backend_unavailable', `The database is unavailable (could not ${operation})`, { cause: error });
+  const code = (error as { code?: unknown } | null)?.code;
+  const sqlstate = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : '';
+  return new AppError('internal', `The store could not ${operation}${sqlstate}`, { cause: error });
+}

@@ -1,0 +1,83 @@
+/**
+ * The store: everything the server keeps across restarts (settings, chat history, documents with their chunks and
+ * embedding vectors). One interface, two backends speaking the same SQL: an embedded PostgreSQL (PGlite, files in
+ * the data directory; the default) and a PostgreSQL server (`DATABASE_URL`), which several instances can share.
+ * Every write is committed when its promise resolves.
+ */
+export type Metadata = Record<string, unknown>;
+
+export interface StoredMessage {
+  id: string;
+  session_id: string;
+  role: string;
+  content: string;
+  metadata?: Metadata;
+  /** ISO 8601. */
+  created_at: string;
+}
+
+export type DocumentSource = 'document' | 'message';
+
+export interface StoredDocument {
+  id: string;
+  content: string;
+  metadata: Metadata;
+  source: DocumentSource;
+  created_at: string;
+  chunks: number;
+}
+
+/** A document to write, already chunked, with the vectors made so far (per embedding model). */
+export interface DocumentWrite {
+  id: string;
+  content: string;
+  metadata: Metadata;
+  source: DocumentSource;
+  chunks: { content: string; vectors: { model: string; vector: Float32Array }[] }[];
+}
+
+/** A chunk as the search index loads it: ids grow with every insert, so `chunksSince` can follow new ones. */
+export interface StoredChunk {
+  id: number;
+  document_id: string;
+  ordinal: number;
+  content: string;
+  /** The document's metadata (filters apply to it) and source. */
+  metadata: Metadata;
+  source: DocumentSource;
+  /** This chunk's vector for the requested model, when one was stored. */
+  vector?: Float32Array;
+}
+
+/** A document's chunks were removed: every chunk of `document_id` with an id up to `up_to_chunk_id` is gone. */
+export interface Deletion {
+  seq: number;
+  document_id: string;
+  up_to_chunk_id: number;
+}
+
+export interface Store {
+  readonly kind: 'embedded' | 'postgres';
+
+  getSetting<T>(key: string): Promise<T | undefined>;
+  setSetting(key: string, value: unknown): Promise<void>;
+
+  saveMessage(message: { session_id: string; role: string; content: string; metadata?: Metadata }): Promise<StoredMessage>;
+  /** Newest last; at most `limit` (the newest ones), of one session or of all. */
+  chatHistory(options: { session_id?: string; limit: number }): Promise<StoredMessage[]>;
+
+  /** Inserts documents; one with an existing id replaces it (the old chunks are deleted and logged). */
+  addDocuments(documents: DocumentWrite[]): Promise<void>;
+  /** Deletes documents by id; returns how many existed. */
+  deleteDocuments(ids: string[]): Promise<number>;
+  listDocuments(options: { limit: number; offset: number; source?: DocumentSource }): Promise<{ documents: StoredDocument[]; total: number }>;
+
+  /** Chunks with an id above `afterId`, in id order, at most `limit`, each with its vector for `model` if stored. */
+  chunksSince(afterId: number, model: string, limit: number): Promise<StoredChunk[]>;
+  /** Deletions logged after `afterSeq`, in order. */
+  deletionsSince(afterSeq: number): Promise<Deletion[]>;
+  /** Stores vectors made later (a chunk embedded with a model it had no vector for). */
+  putVectors(model: string, vectors: { chunk_id: number; vector: Float32Array }[]): Promise<void>;
+
+  close(): Promise<void>;
+}
