@@ -46,14 +46,15 @@ export const MIGRATIONS: readonly Migration[] = [
       );
       CREATE INDEX documents_source_seq ON documents (source, seq);
 
-      -- Chunk ids only grow, so a search index follows new chunks with "id > last seen".
+      -- Chunk ids only grow, so a search index follows new chunks with "id > last seen". The (document_id, id) index
+      -- serves the cascade from documents and a document's highest chunk id (logged in deletions).
       CREATE TABLE chunks (
         id bigserial PRIMARY KEY,
         document_id text NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
         ordinal int NOT NULL,
         content text NOT NULL
       );
-      CREATE INDEX chunks_document ON chunks (document_id);
+      CREATE INDEX chunks_document_id ON chunks (document_id, id);
 
       -- One vector per chunk and embedding model: a Float32Array's bytes, little-endian.
       CREATE TABLE vectors (

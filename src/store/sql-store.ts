@@ -42,9 +42,9 @@ export interface Db extends Queryable {
   close(): Promise<void>;
 }
 
-/** `pg_advisory_xact_lock` keys (any constants; ASCII "tabmigr" and "tabwrit"). */
-const MIGRATION_LOCK = '0x7461626d696772';
-const WRITE_LOCK = '0x74616277726974';
+/** `pg_advisory_xact_lock` keys (any constants: ASCII "tabmigr" and "tabwrit" as integers). */
+const MIGRATION_LOCK = '32758172668749682';
+const WRITE_LOCK = '32758172837112180';
 
 /** Longest id (document, session, setting key) and model name the store accepts. */
 export const MAX_ID_LENGTH = 512;
@@ -69,7 +69,10 @@ export class SqlStore implements Store {
       await migrate(db, migrations);
     } catch (error) {
       await db.close().catch(() => {});
-      throw databaseError('apply the schema migrations', error);
+      // At startup the operator needs the database's reason (e.g. "permission denied for schema public"); it names
+      // objects, never values.
+      const reason = error instanceof Error && (error as { code?: unknown }).code ? `: ${error.message}` : '';
+      throw databaseError(`apply the schema migrations${reason}`, error);
     }
     return new SqlStore(db);
   }
@@ -375,8 +378,11 @@ async function migrate(db: Db, migrations: readonly Migration[]): Promise<void> 
 async function logAndDelete(tx: Queryable, ids: string[]): Promise<number> {
   const logged = await tx.query<{ document_id: string }>(
     `INSERT INTO deletions (document_id, up_to_chunk_id)
-     SELECT d.id, COALESCE((SELECT max(c.id) FROM chunks c WHERE c.document_id = d.id), 0)
-     FROM documents d WHERE d.id = ANY($1::text[])
+     SELECT d.id, COALESCE(m.up_to, 0)
+     FROM documents d
+     LEFT JOIN (SELECT document_id, max(id) AS up_to FROM chunks WHERE document_id = ANY($1::text[]) GROUP BY document_id) m
+       ON m.document_id = d.id
+     WHERE d.id = ANY($1::text[])
      ORDER BY d.seq
      RETURNING document_id`,
     [ids],
