@@ -4,17 +4,14 @@
  * (the dispatcher, no transport), so the numbers are the store, the embedding and the search.
  * Writes bench/results/knowledge-<date>.json.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
 import { writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { createApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { Caller } from '../src/dispatch.ts';
 import { setLogLevel } from '../src/log.ts';
 import { openStore } from '../src/store/index.ts';
 import type { Action } from '../src/registry.ts';
-import { storeBackends } from '../test/fixtures/store.ts';
+import { storeBackends, type StoreBackend } from '../test/fixtures/store.ts';
 
 setLogLevel('warn');
 const DOCUMENTS = Number(process.env.BENCH_DOCUMENTS ?? 10_000);
@@ -37,10 +34,10 @@ function corpus(count: number): { id: string; content: string; metadata: { topic
 const percentile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 const round = (n: number) => Math.round(n * 100) / 100;
 
-async function run(backend: ReturnType<typeof storeBackends>[number]) {
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'tabagent-bench-'));
-  const store = await openStore({ dataDir, databaseUrl: await backend.databaseUrl() });
-  const app = createApp(loadConfig({}, { port: 0, upstreamUrl: 'off', dataDir }), { store });
+async function run(backend: StoreBackend) {
+  await backend.init?.();
+  const store = await openStore(backend.options());
+  const app = createApp(loadConfig({}, { port: 0, upstreamUrl: 'off' }), { store });
   const caller = new Caller('bench');
   let n = 0;
   const call = async (action: Action, params: unknown) => {
@@ -73,7 +70,6 @@ async function run(backend: ReturnType<typeof storeBackends>[number]) {
   await app.close(0);
   await store.close();
   await backend.cleanup();
-  await rm(dataDir, { recursive: true, force: true });
 
   const queries = Object.fromEntries(
     Object.entries(timings).map(([name, samples]) => {
@@ -86,7 +82,7 @@ async function run(backend: ReturnType<typeof storeBackends>[number]) {
 
 if (!process.env.TEST_DATABASE_URL && process.env.BENCH_DATABASE_URL) process.env.TEST_DATABASE_URL = process.env.BENCH_DATABASE_URL;
 const results = [];
-for (const backend of storeBackends()) {
+for (const backend of storeBackends().available) {
   const result = await run(backend);
   results.push(result);
   console.log(`\n${result.backend}: ${result.documents} documents at ${result.ingest_docs_per_s} docs/s; first query ${result.first_query_ms} ms`);

@@ -16,80 +16,10 @@ import { openStore } from '../src/store/index.ts';
 import { MIGRATIONS } from '../src/store/migrations.ts';
 import { SqlStore, type Db } from '../src/store/sql-store.ts';
 import type { DocumentWrite, Store } from '../src/store/types.ts';
+import { storeBackends, type StoreBackend as Backend } from './fixtures/store.ts';
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const TABLES = ['settings', 'messages', 'documents', 'chunks', 'vectors', 'deletions'];
-
-interface Backend {
-  name: string;
-  kind: Store['kind'];
-  /** Options for `openStore` reaching this run's database (a fresh one per `fresh()` on PostgreSQL). */
-  options(): { databaseUrl?: string; dataDir: string };
-  /** Another, empty database (PostgreSQL: a new schema; PGlite: a new directory). */
-  fresh(): Promise<{ databaseUrl?: string; dataDir: string }>;
-  /** Before the first test. */
-  init?(): Promise<void>;
-  cleanup(): Promise<void>;
-}
-
-function embeddedBackend(): Backend {
-  const dirs: string[] = [];
-  const newDir = () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'store-test-'));
-    dirs.push(dir);
-    return dir;
-  };
-  const main = newDir();
-  return {
-    name: 'embedded PGlite',
-    kind: 'embedded',
-    options: () => ({ dataDir: main }),
-    fresh: async () => ({ dataDir: newDir() }),
-    cleanup: async () => {
-      for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-function postgresBackend(serverUrl: string): Backend {
-  const prefix = `store_test_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
-  const schemas: string[] = [];
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'store-test-pg-'));
-  const admin = async <T>(run: (client: pg.Client) => Promise<T>): Promise<T> => {
-    const client = new pg.Client({ connectionString: serverUrl });
-    await client.connect();
-    try {
-      return await run(client);
-    } finally {
-      await client.end();
-    }
-  };
-  const urlFor = (schema: string) => {
-    const url = new URL(serverUrl);
-    url.searchParams.set('options', `-c search_path=${schema}`);
-    return url.toString();
-  };
-  const create = async () => {
-    const schema = `${prefix}_${schemas.length}`;
-    await admin((c) => c.query(`CREATE SCHEMA ${schema}`));
-    schemas.push(schema);
-    return schema;
-  };
-  let main: string | undefined;
-  return {
-    name: 'PostgreSQL',
-    kind: 'postgres',
-    options: () => ({ databaseUrl: urlFor(main!), dataDir }),
-    fresh: async () => ({ databaseUrl: urlFor(await create()), dataDir }),
-    async init() {
-      main = await create();
-    },
-    async cleanup() {
-      if (schemas.length) await admin((c) => c.query(`DROP SCHEMA IF EXISTS ${schemas.join(', ')} CASCADE`));
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-}
 
 /** A document with `chunks` chunks, each with a vector per model (`[ordinal, i]` so values are checkable). */
 function doc(id: string, chunks: number, models: string[] = ['m1'], extra: Partial<DocumentWrite> = {}): DocumentWrite {
@@ -536,20 +466,12 @@ errors('a closed store refuses calls; closing twice is fine', async () => {
 
 // ---- which backends run ----
 
-defineSuite(embeddedBackend()).run();
-
-const serverUrl = process.env.TEST_DATABASE_URL;
-const inCi = Boolean(process.env.CI) && process.env.CI !== 'false';
-if (serverUrl) {
-  defineSuite(postgresBackend(serverUrl)).run();
-} else if (inCi) {
+const backends = storeBackends();
+for (const backend of backends.available) defineSuite(backend).run();
+if (backends.missing) {
   const missing = suite('store on PostgreSQL');
-  missing('TEST_DATABASE_URL is set in CI', () => {
-    assert.unreachable('TEST_DATABASE_URL is not set: run `export TEST_DATABASE_URL="$(bash .ci/postgres.sh)"` before the tests');
-  });
+  missing('TEST_DATABASE_URL is set in CI', () => assert.unreachable(backends.missing));
   missing.run();
-} else {
-  console.log('  store on PostgreSQL: SKIPPED (TEST_DATABASE_URL is not set; `export TEST_DATABASE_URL="$(bash .ci/postgres.sh)"` runs it)');
 }
 
 errors.run();

@@ -331,14 +331,7 @@ interface MessageRow {
   created_at: string;
 }
 
-interface DocumentRow {
-  id: string;
-  content: string;
-  metadata: Metadata;
-  source: DocumentSource;
-  created_at: string;
-  chunks: number;
-}
+type DocumentRow = StoredDocument;
 
 interface ChunkRow {
   id: number | string;
