@@ -5,6 +5,19 @@
  */
 import { AppError } from '../errors.ts';
 
+/** Cosine similarity of two vectors of the same length; 0 when either is all zeros. */
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i] * b[i];
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
+  return na && nb ? dot / Math.sqrt(na * nb) : 0;
+}
+
 export interface Scored {
   id: number;
   score: number;

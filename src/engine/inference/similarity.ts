@@ -1,24 +1,13 @@
 import type { Handlers } from '../../dispatch.ts';
 import { AppError } from '../../errors.ts';
 import type { InferenceDeps } from './context.ts';
+import { cosine } from '../../knowledge/vector-index.ts';
 import { isMissingRoute, type Upstream } from './upstream.ts';
 
 interface EmbeddingList {
   model?: string;
   data?: { index: number; embedding: number[] }[];
   usage?: { prompt_tokens?: number; total_tokens?: number };
-}
-
-export function cosine(a: number[], b: number[]): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return na && nb ? dot / Math.sqrt(na * nb) : 0;
 }
 
 /** The upstream's embeddings of `input`, in input order. */

@@ -4,7 +4,7 @@ import { AppError } from '../../errors.ts';
 import { kmeans, representativeTerms } from '../../knowledge/kmeans.ts';
 import { retrievalMetrics } from '../../knowledge/metrics.ts';
 import { chunkText, tokenize } from '../../knowledge/text.ts';
-import { VectorIndex } from '../../knowledge/vector-index.ts';
+import { cosine, VectorIndex } from '../../knowledge/vector-index.ts';
 import type { DocumentWrite, Metadata, Store } from '../../store/types.ts';
 import type { Upstream } from '../inference/upstream.ts';
 import { embedderFor, type Embedder } from './embedders.ts';
@@ -147,10 +147,4 @@ export function knowledgeHandlers({ store, upstream, embedder }: KnowledgeDeps):
       };
     },
   };
-}
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  const pair = new VectorIndex(a.length);
-  pair.add(0, b);
-  return pair.search(a, 1)[0]?.score ?? 0;
 }
