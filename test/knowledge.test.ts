@@ -149,6 +149,26 @@ for (const backend of backends.available) {
     assert.is((await client.request('rag_query', { query: 'green tea brew', top_k: 1 })).results[0].id, 'tea');
   });
 
+  if (backend.kind === 'postgres') {
+    knowledge('two server instances on one database each find what the other stored', async () => {
+      const otherStore = await openStore(backend.options());
+      const other = await startServer({}, { store: otherStore });
+      try {
+        const otherClient = await other.client();
+        await client.request('rag_query', { query: 'warm up this instance index' });
+        await otherClient.request('add_documents', { documents: [{ id: 'shared', content: 'Saffron is the dried stigma of the crocus flower.' }] });
+        const found = await client.request('rag_query', { query: 'saffron crocus stigma', top_k: 1 });
+        assert.is(found.results[0].id, 'shared');
+        await client.request('delete_documents', { ids: ['shared'] });
+        const gone = await otherClient.request('rag_query', { query: 'saffron crocus stigma', top_k: 3 });
+        assert.not.ok(gone.results.some((r) => r.id === 'shared'));
+      } finally {
+        await other.close();
+        await otherStore.close();
+      }
+    });
+  }
+
   knowledge.run();
 }
 if (backends.missing) {
