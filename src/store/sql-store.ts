@@ -15,6 +15,23 @@
 import { randomUUID } from 'node:crypto';
 import { AppError } from '../errors.ts';
 import { MIGRATIONS, type Migration } from './migrations.ts';
+import {
+  BATCH_CHARS,
+  BATCH_ROWS,
+  checkCount,
+  checkCursor,
+  checkId,
+  checkMetadata,
+  checkSource,
+  checkText,
+  decodeVector,
+  encodeDocuments,
+  encodeVector,
+  invalid,
+  isObject,
+  jsonText,
+} from './encoding.ts';
+import { databaseError } from './db-errors.ts';
 import type {
   Deletion,
   DocumentSource,
@@ -46,11 +63,6 @@ export interface Db extends Queryable {
 const MIGRATION_LOCK = '32758172668749682';
 const WRITE_LOCK = '32758172837112180';
 
-/** Longest id (document, session, setting key) and model name the store accepts. */
-export const MAX_ID_LENGTH = 512;
-/** Rows per bulk statement, and the JSON text size (UTF-16 units) at which a batch is sent early. */
-const BATCH_ROWS = 2_000;
-const BATCH_CHARS = 8 * 1024 * 1024;
 
 const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
@@ -382,190 +394,4 @@ async function logAndDelete(tx: Queryable, ids: string[]): Promise<number> {
   );
   if (logged.length) await tx.query('DELETE FROM documents WHERE id = ANY($1::text[])', [logged.map((row) => row.document_id)]);
   return logged.length;
-}
-
-interface Batch {
-  /** JSON arrays of rows, as text. */
-  documents: string;
-  chunks: string;
-  vectors: string;
-  chunkCount: number;
-}
-
-/** Validates every document and encodes them as JSON batches (before the transaction starts). */
-function encodeDocuments(documents: DocumentWrite[]): Batch[] {
-  const batches: Batch[] = [];
-  let docs: string[] = [];
-  let chunks: string[] = [];
-  let vectors: string[] = [];
-  let chars = 0;
-  const flush = () => {
-    if (!docs.length) return;
-    batches.push({ documents: `[${docs.join(',')}]`, chunks: `[${chunks.join(',')}]`, vectors: `[${vectors.join(',')}]`, chunkCount: chunks.length });
-    docs = [];
-    chunks = [];
-    vectors = [];
-    chars = 0;
-  };
-  const seen = new Set<string>();
-  let k = 0;
-  documents.forEach((document, i) => {
-    if (!isObject(document)) throw invalid(`document ${i} must be an object`);
-    const id = checkId(document.id, 'document id');
-    if (seen.has(id)) throw invalid(`document id ${JSON.stringify(id.slice(0, 80))} appears twice`);
-    seen.add(id);
-    const what = `document ${JSON.stringify(id.slice(0, 80))}`;
-    const content = checkText(document.content, `the content of ${what}`);
-    const metadata = jsonText(checkMetadata(document.metadata ?? {}, `the metadata of ${what}`), `the metadata of ${what}`);
-    const source = checkSource(document.source);
-    if (!Array.isArray(document.chunks)) throw invalid(`the chunks of ${what} must be an array`);
-    const row = `{"i":${i},"id":${JSON.stringify(id)},"content":${JSON.stringify(content)},"metadata":${metadata},"source":"${source}"}`;
-    docs.push(row);
-    chars += row.length;
-    document.chunks.forEach((chunk, ordinal) => {
-      if (!isObject(chunk)) throw invalid(`chunk ${ordinal} of ${what} must be an object`);
-      const text = checkText(chunk.content, `chunk ${ordinal} of ${what}`);
-      const chunkRow = `{"k":${k++},"d":${JSON.stringify(id)},"o":${ordinal},"c":${JSON.stringify(text)}}`;
-      chunks.push(chunkRow);
-      chars += chunkRow.length;
-      const list = chunk.vectors ?? [];
-      if (!Array.isArray(list)) throw invalid(`the vectors of chunk ${ordinal} of ${what} must be an array`);
-      const models = new Set<string>();
-      for (const item of list) {
-        if (!isObject(item)) throw invalid(`the vectors of chunk ${ordinal} of ${what} must be objects`);
-        const model = checkId(item.model, 'model');
-        if (models.has(model)) throw invalid(`chunk ${ordinal} of ${what} has two vectors for model ${JSON.stringify(model)}`);
-        models.add(model);
-        const vectorRow = `{"d":${JSON.stringify(id)},"o":${ordinal},"m":${JSON.stringify(model)},"v":"${encodeVector(item.vector, `a vector of chunk ${ordinal} of ${what}`)}"}`;
-        vectors.push(vectorRow);
-        chars += vectorRow.length;
-      }
-    });
-    if (docs.length >= BATCH_ROWS || chunks.length >= BATCH_ROWS || chars >= BATCH_CHARS) flush();
-  });
-  flush();
-  return batches;
-}
-
-// ---- vectors ----
-
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
-/** A Float32Array's bytes, little-endian, as base64. */
-export function encodeVector(vector: unknown, what: string): string {
-  if (!(vector instanceof Float32Array)) throw invalid(`${what} must be a Float32Array`);
-  if (vector.length === 0) throw invalid(`${what} is empty`);
-  const bytes = Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength);
-  if (LITTLE_ENDIAN) return bytes.toString('base64');
-  return Buffer.from(bytes).swap32().toString('base64');
-}
-
-/** A fresh (aligned) Float32Array from base64 little-endian bytes. */
-export function decodeVector(base64: string): Float32Array {
-  const bytes = Buffer.from(base64, 'base64');
-  if (!LITTLE_ENDIAN) bytes.swap32();
-  const vector = new Float32Array(bytes.byteLength >>> 2);
-  new Uint8Array(vector.buffer).set(bytes.subarray(0, vector.byteLength));
-  return vector;
-}
-
-// ---- validation ----
-
-function invalid(message: string): AppError {
-  return new AppError('invalid_request', message);
-}
-
-function isObject(value: unknown): value is Record<string, any> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** PostgreSQL text cannot hold NUL. */
-function hasNul(text: string): boolean {
-  return text.includes('\0');
-}
-
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
-
-/** Lone UTF-16 surrogates cannot be UTF-8; they become U+FFFD (what a driver's UTF-8 encoding would do). */
-function wellFormed(text: string): string {
-  LONE_SURROGATE.lastIndex = 0;
-  return LONE_SURROGATE.test(text) ? text.replace(LONE_SURROGATE, '\uFFFD') : text;
-}
-
-function checkId(value: unknown, what: string): string {
-  if (typeof value !== 'string' || value.length === 0) throw invalid(`${what} must be a non-empty string`);
-  if (value.length > MAX_ID_LENGTH) throw invalid(`${what} is longer than ${MAX_ID_LENGTH} characters`);
-  if (hasNul(value)) throw invalid(`${what} contains a NUL character`);
-  if (wellFormed(value) !== value) throw invalid(`${what} is not valid Unicode (a lone surrogate)`);
-  return value;
-}
-
-function checkText(value: unknown, what: string): string {
-  if (typeof value !== 'string') throw invalid(`${what} must be a string`);
-  if (hasNul(value)) throw invalid(`${what} contains a NUL character`);
-  return wellFormed(value);
-}
-
-function checkMetadata(value: unknown, what: string): Metadata {
-  if (!isObject(value)) throw invalid(`${what} must be an object`);
-  return value;
-}
-
-function checkSource(value: unknown): DocumentSource {
-  if (value !== 'document' && value !== 'message') throw invalid('source must be "document" or "message"');
-  return value;
-}
-
-function checkCount(value: unknown, what: string): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw invalid(`${what} must be a non-negative integer`);
-  return value;
-}
-
-function checkCursor(value: unknown, what: string): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw invalid(`${what} must be an integer`);
-  return Math.max(0, value);
-}
-
-/** JSON text PostgreSQL's jsonb accepts: no NUL in strings or keys, well-formed Unicode; else invalid_request. */
-function jsonText(value: unknown, what: string): string {
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(value, function (this: unknown, key: string, item: unknown) {
-      if (hasNul(key) || wellFormed(key) !== key) throw invalid(`${what} has a key with a NUL character or invalid Unicode`);
-      if (typeof item === 'string') {
-        if (hasNul(item)) throw invalid(`${what} contains a NUL character`);
-        return wellFormed(item);
-      }
-      return item;
-    });
-  } catch (error) {
-    if (error instanceof AppError) throw error;
-    throw invalid(`${what} is not JSON-serializable (${error instanceof Error ? error.message : String(error)})`);
-  }
-  if (text === undefined) throw invalid(`${what} is not JSON-serializable`);
-  return text;
-}
-
-// ---- errors ----
-
-/** Node socket errors and PostgreSQL's connection / shutdown SQLSTATEs: the database is not there. */
-function isUnavailable(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === 'string') {
-    if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN)$/.test(code)) return true;
-    if (/^08/.test(code) || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300') return true;
-  }
-  const message = error instanceof Error ? error.message : '';
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Cannot use a pool after calling end/.test(
-    message,
-  );
-}
-
-/** An `AppError` for a failed database operation: the operation and the SQLSTATE, never the SQL or its values. */
-export function databaseError(operation: string, error: unknown): AppError {
-  if (error instanceof AppError) return error;
-  if (isUnavailable(error)) return new AppError('backend_unavailable', `The database is unavailable (could not ${operation})`, { cause: error });
-  const code = (error as { code?: unknown } | null)?.code;
-  const sqlstate = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : '';
-  return new AppError('internal', `The store could not ${operation}${sqlstate}`, { cause: error });
 }
