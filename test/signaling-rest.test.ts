@@ -47,8 +47,8 @@ async function withServer(body: (ctx: Ctx) => Promise<void>, overrides: ConfigIn
       },
     });
   } finally {
+    await server.close(); // before the peers: see test/fixtures/server.ts
     for (const peer of peers) peer.close();
-    await server.close();
   }
 }
 

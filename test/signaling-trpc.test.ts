@@ -38,8 +38,8 @@ async function withServer(body: (ctx: Ctx) => Promise<void>, overrides: ConfigIn
     });
   } finally {
     for (const stream of streams) stream.close();
+    await server.close(); // before the peers: see test/fixtures/server.ts
     for (const peer of peers) peer.close();
-    await server.close();
   }
 }
 

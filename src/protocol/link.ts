@@ -86,8 +86,10 @@ export class ChannelLink {
    * wrtc answers `bufferedAmount` with a synchronous call into its network thread (~60 µs, a third of the send
    * itself), so the hot path does not read it per message: `#budget` is what may still be handed over without
    * passing the high water mark, counted down per send and re-read only when spent. The buffer only drains
-   * between reads, so the bound holds. `readyState` costs as much but is read before every send all the same:
-   * sending on a channel whose peer connection was closed crashes wrtc (a segfault, not an exception).
+   * between reads, so the bound holds. `readyState` costs as much but is read before every send all the same, so
+   * nothing is handed to a channel this side has closed. What no check here can prevent: wrtc clears its native
+   * channel on its signaling thread when the remote side closes, unsynchronized with `send()` on this thread, so a
+   * send racing a remote close can segfault inside wrtc (node-webrtc's RTCDataChannel::Send reads the pointer twice).
    */
   #budget = -1;
 
