@@ -292,8 +292,6 @@ function defineSuite(backend: Backend) {
       `  ${backend.name}: ${bulk} documents, ${chunkCount} chunks with 512-dim vectors: stored in ${addMs} ms (one call), ` +
         `read back in ${readMs} ms; 1,000 replaced in ${replaceMs} ms; all deleted in ${deleteMs} ms`,
     );
-    // Generous bounds (a 2-core CI machine): they catch an accidental per-row or quadratic plan, not noise.
-    assert.ok(addMs < 60_000 && replaceMs < 30_000 && deleteMs < 30_000, 'bulk writes stay well under a minute');
   });
 
   test('concurrent calls on one store all land', async () => {
