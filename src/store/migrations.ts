@@ -1,3 +1,4 @@
+import type { Db } from './sql-store.ts';
 /**
  * The store's schema, as an ordered list of steps. A step is never edited once released: a change is a new step at
  * the end. Both backends run exactly this SQL (PGlite is PostgreSQL 18, the server may be as old as 13), so it sticks
@@ -75,3 +76,27 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
 ];
+
+/** `pg_advisory_xact_lock` key for migrations (ASCII "tabmigr" as an integer). */
+const MIGRATION_LOCK = '32758172668749682';
+
+/** Applies the steps not yet applied, in one transaction, under a lock that instances starting together share. */
+export async function migrate(db: Db, migrations: readonly Migration[]): Promise<void> {
+  const versions = migrations.map((m) => m.version);
+  if (versions.some((v, i) => !Number.isInteger(v) || v <= 0 || (i > 0 && v <= versions[i - 1]))) {
+    throw new Error('Migration versions must be positive integers in increasing order');
+  }
+  await db.transaction(async (tx) => {
+    // Instances starting together wait here for each other; the first one applies the steps.
+    await tx.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`);
+    await tx.exec(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())',
+    );
+    const applied = new Set((await tx.query<{ version: number }>('SELECT version FROM schema_migrations')).map((row) => Number(row.version)));
+    for (const migration of migrations) {
+      if (applied.has(migration.version)) continue;
+      await tx.exec(migration.sql);
+      await tx.query('INSERT INTO schema_migrations (version) VALUES ($1)', [migration.version]);
+    }
+  });
+}

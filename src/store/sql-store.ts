@@ -14,7 +14,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { AppError } from '../errors.ts';
-import { MIGRATIONS, type Migration } from './migrations.ts';
+import { MIGRATIONS, migrate, type Migration } from './migrations.ts';
 import {
   BATCH_CHARS,
   BATCH_ROWS,
@@ -59,8 +59,7 @@ export interface Db extends Queryable {
   close(): Promise<void>;
 }
 
-/** `pg_advisory_xact_lock` keys (any constants: ASCII "tabmigr" and "tabwrit" as integers). */
-const MIGRATION_LOCK = '32758172668749682';
+/** `pg_advisory_xact_lock` key that serializes the writers feeding the search index (ASCII "tabwrit"). */
 const WRITE_LOCK = '32758172837112180';
 
 
@@ -355,27 +354,6 @@ interface ChunkRow {
   vector: string | null;
 }
 
-// ---- migrations ----
-
-async function migrate(db: Db, migrations: readonly Migration[]): Promise<void> {
-  const versions = migrations.map((m) => m.version);
-  if (versions.some((v, i) => !Number.isInteger(v) || v <= 0 || (i > 0 && v <= versions[i - 1]))) {
-    throw new Error('Migration versions must be positive integers in increasing order');
-  }
-  await db.transaction(async (tx) => {
-    // Instances starting together wait here for each other; the first one applies the steps.
-    await tx.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`);
-    await tx.exec(
-      'CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())',
-    );
-    const applied = new Set((await tx.query<{ version: number }>('SELECT version FROM schema_migrations')).map((row) => Number(row.version)));
-    for (const migration of migrations) {
-      if (applied.has(migration.version)) continue;
-      await tx.exec(migration.sql);
-      await tx.query('INSERT INTO schema_migrations (version) VALUES ($1)', [migration.version]);
-    }
-  });
-}
 
 // ---- writes ----
 
