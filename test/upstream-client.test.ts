@@ -1,7 +1,8 @@
 /**
  * The upstream client's edges: every HTTP status in our error codes, the upstream's own messages (OpenAI's and
  * Ollama's error shapes), and incremental SSE / NDJSON parsing across arbitrary chunk boundaries.
- * The upstream here is a tiny loopback server answering whatever status a test asks for.
+ * The upstream here is a tiny loopback server answering whatever status a test asks for, and the test upstream
+ * (test/fixtures/upstream.ts) for detection.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,6 +11,10 @@ import * as assert from 'uvu/assert';
 import { Upstream } from '../src/engine/inference/upstream.ts';
 import { lines, ndjson, sseEvents } from '../src/engine/inference/streams.ts';
 import { AppError } from '../src/errors.ts';
+import { setLogLevel } from '../src/log.ts';
+import { startUpstream } from './fixtures/upstream.ts';
+
+setLogLevel('warn');
 
 async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
@@ -96,3 +101,32 @@ statuses('each status maps to our code, keeping the upstream message', async () 
 });
 
 statuses.run();
+
+const detection = suite('upstream detection');
+
+detection('without a URL, a local Ollama is found and used; without one, the error says how to configure one', async () => {
+  const ollama = await startUpstream({ ollama: true });
+  try {
+    const found = new Upstream({ idleTimeoutMs: 5_000, detectUrl: ollama.url });
+    assert.equal(await found.resolve(), { root: ollama.url, ollama: true });
+  } finally {
+    await ollama.close();
+  }
+  const missing = new Upstream({ idleTimeoutMs: 5_000, detectUrl: ollama.url }); // nothing listens there now
+  const error = await missing.resolve().catch((e) => e);
+  assert.instance(error, AppError);
+  assert.is((error as AppError).code, 'backend_unavailable');
+  assert.match((error as AppError).message, /TABAGENT_UPSTREAM_URL/);
+  assert.match((error as AppError).message, /11434/);
+});
+
+detection('a configured URL is probed once for Ollama\'s native API', async () => {
+  const plain = await startUpstream();
+  try {
+    assert.equal(await new Upstream({ url: `${plain.url}/v1`, idleTimeoutMs: 5_000 }).resolve(), { root: plain.url, ollama: false });
+  } finally {
+    await plain.close();
+  }
+});
+
+detection.run();

@@ -8,6 +8,8 @@ export interface UpstreamConfig {
   apiKey?: string;
   /** How long the upstream may stay silent before its answer starts or between chunks. */
   idleTimeoutMs: number;
+  /** Where to look for a local Ollama when no URL is set; Ollama's default port unless a test says otherwise. */
+  detectUrl?: string;
 }
 
 interface Target {
@@ -104,9 +106,10 @@ export class Upstream {
       const root = this.config.url.replace(/\/+$/, '').replace(/\/v1$/, '');
       return { root, ollama: await isOllama(root) };
     }
-    if (await isOllama(OLLAMA_DEFAULT_URL)) {
-      log.info(`using the local Ollama at ${OLLAMA_DEFAULT_URL}`);
-      return { root: OLLAMA_DEFAULT_URL, ollama: true };
+    const local = this.config.detectUrl ?? OLLAMA_DEFAULT_URL;
+    if (await isOllama(local)) {
+      log.info(`using the local Ollama at ${local}`);
+      return { root: local, ollama: true };
     }
     throw noUpstream();
   }
