@@ -1,5 +1,6 @@
 import { AppError, toAppError } from '../errors.ts';
 import { log } from '../log.ts';
+import { limitBody } from './limit.ts';
 
 export function json(body: unknown, status = 200, headers?: HeadersInit): Response {
   return Response.json(body, { status, headers });
@@ -17,9 +18,7 @@ export function errorResponse(error: unknown): Response {
  * so browsers send `text/plain`. An empty body is `{}`. Bodies over `maxBytes` are refused unread.
  */
 export async function readJsonBody(request: Request, maxBytes: number): Promise<Record<string, unknown>> {
-  const declared = Number(request.headers.get('content-length') ?? NaN);
-  if (declared > maxBytes) throw tooLarge(maxBytes);
-  const text = await readText(request, maxBytes);
+  const text = await limitBody(request, maxBytes, () => tooLarge(maxBytes)).text();
   if (text.trim() === '') return {};
   let body: unknown;
   try {
@@ -31,35 +30,6 @@ export async function readJsonBody(request: Request, maxBytes: number): Promise<
     throw new AppError('invalid_request', 'Body must be a JSON object');
   }
   return body as Record<string, unknown>;
-}
-
-async function readText(request: Request, maxBytes: number): Promise<string> {
-  if (!request.body) return '';
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      reader.releaseLock(); // not cancel(): see limit.ts
-      throw tooLarge(maxBytes);
-    }
-    chunks.push(value);
-  }
-  return new TextDecoder().decode(concat(chunks, size));
-}
-
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
 }
 
 function tooLarge(maxBytes: number): AppError {
