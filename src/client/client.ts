@@ -1,6 +1,6 @@
 import { AppError, isErrorCode } from '../errors.ts';
 import type { EventData, EventName } from '../protocol/events.ts';
-import { ChannelLink, type Inbound } from '../protocol/link.ts';
+import { ChannelLink, DEFAULT_MAX_MESSAGE_SIZE, type Inbound } from '../protocol/link.ts';
 import type { Action, RequestInput, ResponseOf, StreamingAction } from '../registry.ts';
 import { ChunkQueue } from './stream.ts';
 
@@ -39,9 +39,6 @@ interface Pending {
 }
 
 type Listener = (data: unknown, frame: Record<string, unknown>) => void;
-
-/** Chrome's max message size, for peers that report none. */
-const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024;
 
 /**
  * Requests over one data channel: correlation by request_id, streaming, server events, cancellation, binary.

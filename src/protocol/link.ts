@@ -62,6 +62,8 @@ export interface LinkStats {
  * closes once 16 MiB is queued, so a huge single frame would defeat backpressure.
  */
 const MAX_FRAME_BYTES = 256 * 1024;
+/** Chrome's max message size: what to assume of a peer that states none (`pc.sctp` missing). */
+export const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024;
 const RESOLVED = Promise.resolve();
 const encoder = new TextEncoder();
 const noop = () => {};

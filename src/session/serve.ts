@@ -1,12 +1,9 @@
 import type { Dispatcher } from '../dispatch.ts';
 import { log, redact } from '../log.ts';
 import { decodeRequest, errorFrame } from '../protocol/frames.ts';
-import { ChannelLink, type Inbound } from '../protocol/link.ts';
+import { ChannelLink, DEFAULT_MAX_MESSAGE_SIZE, type Inbound } from '../protocol/link.ts';
 import type { Stats } from '../stats.ts';
 import type { Session } from './session.ts';
-
-/** Chrome's limit; a peer that states none gets this. */
-const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024;
 
 export interface ServeOptions {
   dispatcher: Dispatcher;
