@@ -13,6 +13,7 @@ import type { ConfigInput } from '../src/config.ts';
 import { AppError } from '../src/errors.ts';
 import { startServer, until, type TestServer } from './fixtures/server.ts';
 import { startUpstream, type Upstream, type UpstreamOptions } from './fixtures/upstream.ts';
+import { appError } from './fixtures/errors.ts';
 
 interface Stack {
   upstream: Upstream;
@@ -31,14 +32,6 @@ async function withStack(options: UpstreamOptions, run: (stack: Stack) => Promis
   }
 }
 
-async function failure(promise: Promise<unknown>): Promise<AppError> {
-  const error = await promise.then(
-    () => assert.unreachable('expected an error'),
-    (e: unknown) => e,
-  );
-  assert.instance(error, AppError);
-  return error as AppError;
-}
 
 const user = (content: string) => ({ messages: [{ role: 'user' as const, content }] });
 const lastBody = (upstream: Upstream, path: string) =>
@@ -130,7 +123,7 @@ cancellation('stop_generation aborts the upstream request at once, and the answe
     const closed = upstream.nextAbort('/v1/chat/completions');
     await client.cancel(stream.requestId);
     await closed; // the upstream saw its request closed
-    assert.is((await failure(stream.result)).code, 'cancelled');
+    assert.is((await appError(stream.result)).code, 'cancelled');
   }),
 );
 
@@ -156,7 +149,7 @@ errors('an unreachable upstream is backend_unavailable, saying how to configure 
   const server = await startServer({ upstreamUrl: url });
   try {
     const client = await server.client();
-    const error = await failure(client.request('chat', { model: 'm', ...user('hi') }));
+    const error = await appError(client.request('chat', { model: 'm', ...user('hi') }));
     assert.is(error.code, 'backend_unavailable');
     assert.match(error.message, /Cannot reach the inference upstream/);
     assert.match(error.message, /TABAGENT_UPSTREAM_URL/);
@@ -170,7 +163,7 @@ errors('an upstream that goes silent is a timeout, and its request is closed', (
     {},
     async ({ client, upstream }) => {
       const closed = upstream.nextAbort('/v1/chat/completions');
-      const error = await failure(client.request('chat', { model: 'llama3.2:3b', ...user('[hang]') }));
+      const error = await appError(client.request('chat', { model: 'llama3.2:3b', ...user('[hang]') }));
       assert.is(error.code, 'timeout');
       await closed;
     },
@@ -180,7 +173,7 @@ errors('an upstream that goes silent is a timeout, and its request is closed', (
 
 errors('4xx answers keep the upstream message: unknown model is not_found, a bad key is backend_unavailable', async () => {
   await withStack({}, async ({ client }) => {
-    const error = await failure(client.request('chat', { model: 'no-such-model', ...user('hi') }));
+    const error = await appError(client.request('chat', { model: 'no-such-model', ...user('hi') }));
     assert.is(error.code, 'not_found');
     assert.match(error.message, /no-such-model/);
     assert.is((error.details as { upstream_status: number }).upstream_status, 404);
@@ -188,7 +181,7 @@ errors('4xx answers keep the upstream message: unknown model is not_found, a bad
   await withStack(
     { apiKey: 'right' },
     async ({ client, upstream }) => {
-      const error = await failure(client.request('chat', { model: 'llama3.2:3b', ...user('hi') }));
+      const error = await appError(client.request('chat', { model: 'llama3.2:3b', ...user('hi') }));
       assert.is(error.code, 'backend_unavailable');
       assert.match(error.message, /Incorrect API key.*TABAGENT_UPSTREAM_API_KEY/);
       assert.is(lastBody(upstream, '/v1/chat/completions') !== undefined, true);
@@ -207,7 +200,7 @@ errors('4xx answers keep the upstream message: unknown model is not_found, a bad
 
 errors('5xx, errors mid-stream, malformed streams and dropped connections are upstream_error', () =>
   withStack({}, async ({ client }) => {
-    assert.is((await failure(client.request('chat', { model: 'llama3.2:3b', ...user('[http-500]') }))).code, 'upstream_error');
+    assert.is((await appError(client.request('chat', { model: 'llama3.2:3b', ...user('[http-500]') }))).code, 'upstream_error');
 
     const deltas: string[] = [];
     const midStream = client.stream('chat', { model: 'llama3.2:3b', ...user('[error-mid-stream] a b c') });
@@ -222,11 +215,11 @@ errors('5xx, errors mid-stream, malformed streams and dropped connections are up
     assert.is(error?.code, 'upstream_error');
     assert.match(error!.message, /upstream exploded/);
 
-    const malformed = await failure(client.stream('chat', { model: 'llama3.2:3b', ...user('[malformed] a b') }).result);
+    const malformed = await appError(client.stream('chat', { model: 'llama3.2:3b', ...user('[malformed] a b') }).result);
     assert.is(malformed.code, 'upstream_error');
     assert.match(malformed.message, /malformed/);
 
-    assert.is((await failure(client.stream('chat', { model: 'llama3.2:3b', ...user('[drop] a b') }).result)).code, 'upstream_error');
+    assert.is((await appError(client.stream('chat', { model: 'llama3.2:3b', ...user('[drop] a b') }).result)).code, 'upstream_error');
     assert.is((await client.request('health')).status, 'ok', 'the server keeps serving');
   }),
 );
@@ -269,13 +262,13 @@ defaults('request params beat the model\'s saved settings, which beat the server
 
 defaults('select_model sets the model for requests that name none, and persists it', () =>
   withStack({}, async ({ client, upstream }) => {
-    const missing = await failure(client.request('chat', user('x')));
+    const missing = await appError(client.request('chat', user('x')));
     assert.is(missing.code, 'invalid_request');
     const selected = await client.request('select_model', { model_id: 'qwen2.5:7b-instruct-q4_K_M' });
     assert.equal(selected, { type: 'model_selected', model_id: 'qwen2.5:7b-instruct-q4_K_M', previous: null });
     await client.request('chat', user('x'));
     assert.is(lastBody(upstream, '/v1/chat/completions').model, 'qwen2.5:7b-instruct-q4_K_M');
-    assert.is((await failure(client.request('select_model', { model_id: 'nope' }))).code, 'not_found');
+    assert.is((await appError(client.request('select_model', { model_id: 'nope' }))).code, 'not_found');
   }),
 );
 
@@ -365,7 +358,7 @@ ollama('pull_model streams Ollama\'s progress as events and ends in success; a m
     assert.ok(progress.some((p) => (p.completed_bytes ?? 0) > 0), 'byte counts came through');
     assert.is(progress.at(-1)?.status, 'success');
     assert.ok((await client.request('list_models', { filter: 'phi3' })).models.length === 1);
-    assert.is((await failure(client.request('pull_model', { model: 'missing-model' }))).code, 'not_found');
+    assert.is((await appError(client.request('pull_model', { model: 'missing-model' }))).code, 'not_found');
   }),
 );
 
@@ -380,7 +373,7 @@ ollama('model_info, embedding models, quants, and delete_model', () =>
     assert.equal(quants.quants.map((q) => q.variant), ['7b-instruct-q4_K_M']);
     await client.request('delete_model', { model_id: 'llama3.2:3b' });
     assert.not.ok((await client.request('list_models')).models.some((m) => m.id === 'llama3.2:3b'));
-    assert.is((await failure(client.request('delete_model', { model_id: 'llama3.2:3b' }))).code, 'not_found');
+    assert.is((await appError(client.request('delete_model', { model_id: 'llama3.2:3b' }))).code, 'not_found');
   }),
 );
 
@@ -393,13 +386,13 @@ openai('lists served models; load_model confirms a served one; Ollama-only opera
     const { models } = await client.request('list_models');
     assert.ok(models.some((m) => m.id === 'llama3.2:3b'));
     assert.is((await client.request('load_model', { model_id: 'llama3.2:3b' })).loaded, true);
-    assert.is((await failure(client.request('load_model', { model_id: 'nope' }))).code, 'not_found');
+    assert.is((await appError(client.request('load_model', { model_id: 'nope' }))).code, 'not_found');
     for (const call of [
       client.request('unload_model', { model_id: 'llama3.2:3b' }),
       client.request('pull_model', { model: 'x' }),
       client.request('delete_model', { model_id: 'llama3.2:3b' }),
     ]) {
-      assert.is((await failure(call)).code, 'not_supported');
+      assert.is((await appError(call)).code, 'not_supported');
     }
     assert.ok((await client.request('get_embedding_models')).models.some((m) => m.id === 'nomic-embed-text'));
   }),
@@ -433,7 +426,7 @@ estimates('without an upstream, estimates come from the model name; get_recipes 
     assert.is(compat.compatible, false);
     const { recipes } = await client.request('get_recipes');
     assert.ok(recipes.length >= 5);
-    assert.is((await failure(client.request('chat', { model: 'm', ...user('x') }))).code, 'backend_unavailable');
+    assert.is((await appError(client.request('chat', { model: 'm', ...user('x') }))).code, 'backend_unavailable');
   } finally {
     await server.close();
   }

@@ -7,22 +7,11 @@ import { embedHashed, HASHED_MODEL } from '../src/knowledge/hashing-embedder.ts'
 import { kmeans, mulberry32, representativeTerms } from '../src/knowledge/kmeans.ts';
 import { retrievalMetrics } from '../src/knowledge/metrics.ts';
 import { chunkText, tokenize } from '../src/knowledge/text.ts';
-import { VectorIndex } from '../src/knowledge/vector-index.ts';
+import { cosine, VectorIndex } from '../src/knowledge/vector-index.ts';
 
 const close = (actual: number, expected: number, eps = 1e-6) =>
   assert.ok(Math.abs(actual - expected) < eps, `expected ${expected}, got ${actual}`);
 
-function cosine(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return d / Math.sqrt(na * nb);
-}
 
 function randomVectors(count: number, dims: number, seed: number): Float32Array[] {
   const random = mulberry32(seed);

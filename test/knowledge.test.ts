@@ -5,17 +5,12 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { TabAgentClient } from '../src/client/index.ts';
-import { AppError } from '../src/errors.ts';
 import { openStore } from '../src/store/index.ts';
 import type { Store } from '../src/store/types.ts';
 import { startServer, type TestServer } from './fixtures/server.ts';
 import { storeBackends } from './fixtures/store.ts';
+import { appError } from './fixtures/errors.ts';
 
-async function failure(promise: Promise<unknown>): Promise<AppError> {
-  const error = await promise.then(() => assert.unreachable('expected an error'), (e: unknown) => e);
-  assert.instance(error, AppError);
-  return error as AppError;
-}
 
 const CORPUS = [
   { id: 'tea', content: 'Green tea is brewed at 80 degrees for two minutes; black tea takes boiling water.', metadata: { topic: 'drinks', lang: 'en' } },
@@ -67,7 +62,7 @@ for (const backend of backends.available) {
     assert.equal(french.results.map((r) => r.id), ['velo']);
     const bikes = await client.request('rag_query', { query: 'pressure bar', top_k: 10, filters: { topic: 'bikes' } });
     assert.ok(bikes.results.every((r) => r.metadata.topic === 'bikes'));
-    const error = await failure(client.request('rag_query', { query: 'x', filters: { colour: 'red' } }));
+    const error = await appError(client.request('rag_query', { query: 'x', filters: { colour: 'red' } }));
     assert.is(error.code, 'invalid_request');
     assert.match(error.message, /colour/);
   });
@@ -125,13 +120,13 @@ for (const backend of backends.available) {
   });
 
   knowledge('bad input gets typed errors: empty content, too many clusters, top_n past the candidates, unpaired queries', async () => {
-    assert.is((await failure(client.request('add_documents', { documents: [{ content: '   ' }] }))).code, 'invalid_request');
-    assert.is((await failure(client.request('cluster_documents', { documents: ['a b', 'c d'], n_clusters: 3 }))).code, 'invalid_request');
-    assert.is((await failure(client.request('recommend_content', { query: 'q', candidates: ['a'], top_n: 2 }))).code, 'invalid_request');
+    assert.is((await appError(client.request('add_documents', { documents: [{ content: '   ' }] }))).code, 'invalid_request');
+    assert.is((await appError(client.request('cluster_documents', { documents: ['a b', 'c d'], n_clusters: 3 }))).code, 'invalid_request');
+    assert.is((await appError(client.request('recommend_content', { query: 'q', candidates: ['a'], top_n: 2 }))).code, 'invalid_request');
     const unpaired = client.request('evaluate_embeddings', { model: 'tabagent-hashed-512', queries: ['a', 'b'], documents: ['a'] });
-    assert.is((await failure(unpaired)).code, 'invalid_request');
+    assert.is((await appError(unpaired)).code, 'invalid_request');
     const tooMany = Array.from({ length: 1_001 }, (_, i) => ({ content: `doc ${i}` }));
-    assert.is((await failure(client.request('add_documents', { documents: tooMany }))).code, 'invalid_request');
+    assert.is((await appError(client.request('add_documents', { documents: tooMany }))).code, 'invalid_request');
   });
 
   knowledge('settings, history and documents survive a restart', async () => {

@@ -4,6 +4,7 @@ import { AppError } from '../src/errors.ts';
 import { INNER_BINARY, encodeEnvelope, fragment } from '../src/protocol/framing.ts';
 import { ChannelLink, type DataChannelLike, type Inbound, type LinkOptions } from '../src/protocol/link.ts';
 import { connectedChannelPair, type ChannelPair } from './fixtures/wrtc-pair.ts';
+import { appError } from './fixtures/errors.ts';
 
 const MiB = 1024 * 1024;
 
@@ -84,15 +85,6 @@ function assertBinary(message: Inbound | undefined, header: string, payload: Uin
   sameBytes(message.payload, payload, `${what}: payload`);
 }
 
-async function rejection(promise: Promise<unknown>): Promise<AppError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.instance(error, AppError);
-    return error as AppError;
-  }
-  throw new Error('expected the promise to reject');
-}
 
 const Transfer = suite('ChannelLink transfer over wrtc');
 
@@ -282,7 +274,7 @@ Closed('sending after the peer connection closed rejects with cancelled and neve
       assert.unreachable(`send threw synchronously: ${error}`);
     }
     for (const promise of [text!, binary!, big!]) {
-      const error = await rejection(promise);
+      const error = await appError(promise);
       assert.is(error.code, 'cancelled');
       assert.is(error.message, 'data channel closed');
     }
@@ -295,7 +287,7 @@ Closed('link.close() makes later sends reject and reports onClose on both ends',
   await withLinks(async ({ a, inA, inB }) => {
     a.close();
     assert.not.ok(a.isOpen);
-    assert.is((await rejection(a.sendText('"x"'))).code, 'cancelled');
+    assert.is((await appError(a.sendText('"x"'))).code, 'cancelled');
     await inA.until(() => inA.closed, 'onClose on the closing end');
     await inB.until(() => inB.closed, 'onClose on the remote end');
   });
@@ -316,10 +308,10 @@ Closed('a send that throws InvalidStateError while readyState reads open rejects
   };
   const link = attach(failing, new Inbox(), 262144);
   assert.is(failing.binaryType, 'arraybuffer');
-  const error = await rejection(link.sendText('"x"'));
+  const error = await appError(link.sendText('"x"'));
   assert.is(error.code, 'cancelled');
   assert.not.ok(link.isOpen);
-  assert.is((await rejection(link.sendText('"y"'))).code, 'cancelled');
+  assert.is((await appError(link.sendText('"y"'))).code, 'cancelled');
 });
 
 Closed.run();
