@@ -69,7 +69,7 @@ export class RequestChannel {
     onChunk?: (chunk: Chunk) => void,
   ): Promise<{ response: ResponseOf<A>; attachment?: Uint8Array }> {
     if (this.closedWith) return Promise.reject(this.closedWith);
-    const requestId = options.requestId ?? `${this.idPrefix}-${++this.nextId}`;
+    const requestId = this.requestIdFor(options);
     if (this.pending.has(requestId)) {
       return Promise.reject(new AppError('conflict', `request_id "${requestId}" is already in flight`));
     }
@@ -107,7 +107,7 @@ export class RequestChannel {
 
   /** `for await (const chunk of client.stream('chat', {...}))`; the final answer is `.result`. */
   stream<A extends StreamingAction>(action: A, params: RequestInput<A>, options: CallOptions = {}): Streamed<A> {
-    const requestId = options.requestId ?? `${this.idPrefix}-${++this.nextId}`;
+    const requestId = this.requestIdFor(options);
     const queue = new ChunkQueue<Chunk>();
     const withStream = { ...(params as object), stream: true } as RequestInput<A>;
     const result = this.call(action, withStream, { ...options, requestId }, (chunk) => queue.push(chunk)).then(
@@ -170,6 +170,10 @@ export class RequestChannel {
           this.pending.get(requestId)?.resolve({ frame, attachment: message.kind === 'binary' ? message.payload : undefined });
         }
     }
+  }
+
+  private requestIdFor(options: CallOptions): string {
+    return options.requestId ?? `${this.idPrefix}-${++this.nextId}`;
   }
 
   private emit(event: string, data: unknown, frame: Record<string, unknown>): void {
