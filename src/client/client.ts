@@ -144,8 +144,13 @@ export class RequestChannel {
   }
 
   close(): void {
-    this.fail(new AppError('cancelled', 'Client closed'));
+    this.stop();
     this.link.close();
+  }
+
+  /** Refuses new requests and rejects those pending, without touching the channel. */
+  protected stop(): void {
+    this.fail(new AppError('cancelled', 'Client closed'));
   }
 
   private receive(message: Inbound): void {

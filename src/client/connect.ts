@@ -12,6 +12,9 @@ export interface ConnectOptions extends SignalingOptions {
   timeoutMs?: number;
 }
 
+/** How long `close()` waits for the server to close the session before closing the peer anyway. */
+const CLOSE_TIMEOUT_MS = 2_000;
+
 /** A connected session: typed requests over the data channel, plus the session's signaling handles. */
 export class TabAgentClient extends RequestChannel {
   constructor(
@@ -23,11 +26,16 @@ export class TabAgentClient extends RequestChannel {
     super(channel, pc.sctp?.maxMessageSize || undefined);
   }
 
-  /** Closes the channel and the peer, and tells the server (best effort). */
-  override close(): void {
-    super.close();
+  /**
+   * Ends the session: stops sending, has the server close it, then closes the peer. The server goes first on
+   * purpose: wrtc can crash a process that sends on a channel just as the other side closes it, and this way
+   * the side that closes last is the one no longer sending.
+   */
+  override async close(): Promise<void> {
+    this.stop();
+    const signal = AbortSignal.timeout(CLOSE_TIMEOUT_MS);
+    await this.signaling.webrtc.close.mutate({ sessionId: this.sessionId }, { signal }).catch(() => {});
     this.pc.close();
-    this.signaling.webrtc.close.mutate({ sessionId: this.sessionId }).catch(() => {});
   }
 }
 
