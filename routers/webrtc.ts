@@ -4,7 +4,7 @@ import { procedure, router } from './trpc.ts';
 
 /** Signaling: the server offers, the client answers, both trickle ICE; `events` streams the server's side. */
 export const webrtcRouter = router({
-  offer: procedure.input(offerInput).mutation(({ input, ctx }) => ctx.signaling.offer(ctx.ip, input.clientId, input.trickle)),
+  offer: procedure.input(offerInput).mutation(({ input, ctx }) => ctx.signaling.offer(ctx.ip, input)),
 
   answer: procedure.input(answerInput).mutation(({ input, ctx }) => ctx.signaling.answer(input.sessionId, input.answerSdp)),
 

@@ -24,6 +24,10 @@ export const configSchema = z.object({
   iceGatheringTimeoutMs: z.coerce.number().int().min(0).default(1_000),
   /** A peer whose connection reads `disconnected` this long is closed (ICE may recover before). */
   disconnectGraceMs: z.coerce.number().int().min(0).default(10_000),
+  /** A session whose peer dropped keeps its requests and answers this long, for the client to resume it; 0: never. */
+  resumeGraceMs: z.coerce.number().int().min(0).default(60_000),
+  /** Per session, the bytes of answers and stream chunks kept for a resume (the oldest go first). */
+  resumeBufferBytes: z.coerce.number().int().positive().default(8 * MiB),
   iceServers: z.array(iceServer).default([]),
   /** Requests one session may have running at once (more get `rate_limited`). */
   maxInFlightPerSession: z.coerce.number().int().positive().default(1_000),
@@ -65,6 +69,8 @@ export const ENV_VARS = {
   offerTtlMs: 'TABAGENT_OFFER_TTL_MS',
   iceGatheringTimeoutMs: 'TABAGENT_ICE_GATHERING_TIMEOUT_MS',
   disconnectGraceMs: 'TABAGENT_DISCONNECT_GRACE_MS',
+  resumeGraceMs: 'TABAGENT_RESUME_GRACE_MS',
+  resumeBufferBytes: 'TABAGENT_RESUME_BUFFER_BYTES',
   iceServers: 'TABAGENT_ICE_SERVERS',
   maxInFlightPerSession: 'TABAGENT_MAX_IN_FLIGHT_PER_SESSION',
   maxMessageBytes: 'TABAGENT_MAX_MESSAGE_BYTES',

@@ -114,6 +114,7 @@ export class Dispatcher {
     this.running++;
 
     let settled = false;
+    let chunks = 0;
     let replyAttachment: Uint8Array | undefined;
     const emit = options.emit;
     const live = () => !settled && !controller.signal.aborted;
@@ -124,7 +125,8 @@ export class Dispatcher {
       caller,
       attachment: options.attachment,
       chunk: (fields) => {
-        if (live() && emit) emit({ request_id: requestId, type: 'chunk', ...fields });
+        // `index` numbers a request's chunks from 0: a resumed client skips the ones it has.
+        if (live() && emit) emit({ request_id: requestId, type: 'chunk', ...fields, index: chunks++ });
       },
       event: (name, data) => {
         if (live() && emit) emit({ type: 'event', event: name, request_id: requestId, data });

@@ -21,6 +21,10 @@ export const ERROR_CODES = {
   backend_unavailable: 503,
   server_busy: 503,
   shutting_down: 503,
+  /** The link dropped and the answer could not be recovered (resume buffer bound, grace over, server restart). */
+  interrupted: 503,
+  /** The client is reconnecting and its queue of unsent requests is full. */
+  not_connected: 503,
   timeout: 504,
 } as const;
 

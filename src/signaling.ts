@@ -5,6 +5,10 @@ import type { SessionInfo } from './session/session.ts';
 
 export interface OfferResult {
   sessionId: string;
+  /** Keep it secret: `offer({ resumeToken })` gives this session a new peer after a drop, losing nothing. */
+  resumeToken: string;
+  /** True when this offer resumes an existing session. */
+  resumed: boolean;
   offerSdp: string;
   iceServers: Config['iceServers'];
   expiresAt: Date;
@@ -17,10 +21,22 @@ export class Signaling {
     private readonly config: Config,
   ) {}
 
-  /** `trickle`: answer at once, without waiting for the server's candidates (they come with the answer's reply). */
-  async offer(ip: string, clientId?: string, trickle?: boolean): Promise<OfferResult> {
-    const { session, offerSdp } = await this.sessions.create({ clientId, ip, trickle });
-    return { sessionId: session.id, offerSdp, iceServers: this.config.iceServers, expiresAt: new Date(session.expiresAt) };
+  /**
+   * `trickle`: answer at once, without waiting for the server's candidates (they come with the answer's reply).
+   * `resumeToken`: a new peer for that session instead of a new session.
+   */
+  async offer(ip: string, input: { clientId?: string; trickle?: boolean; resumeToken?: string }): Promise<OfferResult> {
+    const { session, offerSdp } = input.resumeToken
+      ? await this.sessions.resume(input.resumeToken, input)
+      : await this.sessions.create({ ...input, ip });
+    return {
+      sessionId: session.id,
+      resumeToken: session.resumeToken,
+      resumed: Boolean(input.resumeToken),
+      offerSdp,
+      iceServers: this.config.iceServers,
+      expiresAt: new Date(session.expiresAt),
+    };
   }
 
   /** `candidates`: the server's ICE candidates so far, for clients that trickle. */

@@ -7,7 +7,7 @@ import { createApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { Caller } from '../src/dispatch.ts';
 import { renderRequestTypes } from '../src/docs.ts';
-import { decodeRequest } from '../src/protocol/frames.ts';
+import { decodeFrame } from '../src/protocol/frames.ts';
 import { actionFromPascalCase, actions, registry, type Action } from '../src/registry.ts';
 import { setLogLevel } from '../src/log.ts';
 
@@ -55,9 +55,9 @@ declaration('docs/REQUEST_TYPES.md is generated from the registry and up to date
 
 declaration('decoding rejects unknown actions and names the offending field', () => {
   const assign = () => 'srv-1';
-  const unknown = decodeRequest('{"action":"chatt","request_id":"r"}', assign);
+  const unknown = decodeFrame('{"action":"chatt","request_id":"r"}', assign);
   assert.ok(!unknown.ok && unknown.error.code === 'unknown_action' && unknown.requestId === 'r');
-  const wrong = decodeRequest('{"action":"chat","messages":[{"role":"user","content":5}]}', assign);
+  const wrong = decodeFrame('{"action":"chat","messages":[{"role":"user","content":5}]}', assign);
   assert.ok(!wrong.ok && wrong.error.code === 'invalid_request');
   assert.is((wrong as { error: { details: { field: string } } }).error.details.field, 'messages.0.content');
 });

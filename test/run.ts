@@ -71,12 +71,15 @@ for (const file of files) {
 }
 
 if (!filters.length) {
-  console.log('\n# type-level tests (tsc)');
-  const { code } = await run(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', root]);
-  if (code === 0) passed++;
-  else {
-    failed++;
-    failures.push('type-level tests (tsc)');
+  for (const project of [root, path.join(root, 'examples/extension')]) {
+    const name = `type-level tests (tsc -p ${path.relative(root, project) || '.'})`;
+    console.log(`\n# ${name}`);
+    const { code } = await run(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', project]);
+    if (code === 0) passed++;
+    else {
+      failed++;
+      failures.push(name);
+    }
   }
 }
 

@@ -83,14 +83,42 @@ lifecycle('an offer never answered expires', async () => {
   }
 });
 
-lifecycle('a client that closes its peer has its session cleaned up promptly', async () => {
-  const server = await startServer();
+lifecycle('a client that closes its peer leaves its session suspended for the resume grace, then it goes', async () => {
+  const server = await startServer({ resumeGraceMs: 300 });
   try {
     const client = await server.client();
     await client.request('health');
     assert.is(server.app.sessions.size, 1);
     client.pc.close();
+    await until(() => server.app.sessions.get(client.sessionId).state === 'suspended', 'the session to wait for a resume', 3_000);
+    await until(() => server.app.sessions.size === 0, 'the session to go after the grace', 3_000);
+  } finally {
+    await server.close();
+  }
+});
+
+lifecycle('without a resume grace, a client that closes its peer has its session cleaned up promptly', async () => {
+  const server = await startServer({ resumeGraceMs: 0 });
+  try {
+    const client = await server.client();
+    await client.request('health');
+    client.pc.close();
     await until(() => server.app.sessions.size === 0, 'the session to go when the peer closes', 3_000);
+  } finally {
+    await server.close();
+  }
+});
+
+lifecycle('a suspended session makes room when its address reaches the session limit', async () => {
+  const server = await startServer({ maxSessionsPerIp: 1 });
+  try {
+    const first = await server.client();
+    await first.request('health');
+    first.pc.close();
+    await until(() => server.app.sessions.get(first.sessionId).state === 'suspended', 'the first session to be suspended');
+    const second = await server.client();
+    assert.is((await second.request('health')).status, 'ok', 'the new session works');
+    assert.throws(() => server.app.sessions.get(first.sessionId), /No such session/, 'the suspended one was closed for it');
   } finally {
     await server.close();
   }

@@ -93,7 +93,8 @@ test('an offer has a 128-bit random session id, the server candidates inline, th
       offers.push(...made);
     }
     const first = offers[0];
-    assert.equal(Object.keys(first).sort(), ['expiresAt', 'iceServers', 'offerSdp', 'sessionId']);
+    assert.equal(Object.keys(first).sort(), ['expiresAt', 'iceServers', 'offerSdp', 'resumeToken', 'resumed', 'sessionId']);
+    assert.ok(first.resumeToken.length >= 32 && first.resumed === false, 'a resume token comes with every new session');
     assert.ok(first.expiresAt instanceof Date, 'expiresAt arrives as a Date (superjson)');
     assert.ok(first.expiresAt.getTime() > before, 'expiresAt is in the future');
     assert.equal(first.iceServers, []);
@@ -156,7 +157,7 @@ test('webrtc.session shows the state moving from waiting_for_answer to connected
     assert.is(waiting.clientId, 'watcher');
     assert.is(waiting.expiresAt, expiresAt.toISOString());
     assert.ok(!Number.isNaN(Date.parse(waiting.createdAt)) && !Number.isNaN(Date.parse(waiting.lastActivity)));
-    assert.equal(waiting.counts, { channels: 1, requests: 0, inFlight: 0, iceCandidates: 0 });
+    assert.equal(waiting.counts, { channels: 1, requests: 0, inFlight: 0, iceCandidates: 0, resumes: 0 });
 
     await api.webrtc.answer.mutate({ sessionId, answerSdp: await peer.answer(offerSdp) });
     const answered = await api.webrtc.session.query({ sessionId });

@@ -4,11 +4,12 @@ import { ChannelLink, DEFAULT_MAX_MESSAGE_SIZE, type Inbound } from '../protocol
 import type { Action, RequestInput, ResponseOf, StreamingAction } from '../registry.ts';
 import { ChunkQueue } from './stream.ts';
 
-/** A `chunk` frame of a streaming request. */
+/** A `chunk` frame of a streaming request; `index` counts a request's chunks from 0. */
 export interface Chunk {
   request_id: string;
   type: 'chunk';
   delta: string;
+  index?: number;
   [field: string]: unknown;
 }
 
@@ -22,7 +23,7 @@ export interface CallOptions {
 }
 
 /** Parameters are optional for types whose input is. */
-type ParamsArgs<A extends Action> = undefined extends RequestInput<A>
+export type ParamsArgs<A extends Action> = undefined extends RequestInput<A>
   ? [params?: RequestInput<A>, options?: CallOptions]
   : [params: RequestInput<A>, options?: CallOptions];
 
@@ -32,7 +33,16 @@ export interface Streamed<A extends Action> extends AsyncIterableIterator<Chunk>
   readonly result: Promise<ResponseOf<A>>;
 }
 
+/** `connected`: requests go out; `reconnecting`: they wait in a bounded queue; `closed`: they fail. */
+export type ConnectionState = 'connected' | 'reconnecting' | 'closed';
+
 interface Pending {
+  readonly header: string;
+  readonly attachment?: Uint8Array;
+  /** Handed to a link (it may have died with it: a resume asks the server). */
+  sent: boolean;
+  /** Chunks delivered so far: the next expected `index`. */
+  received: number;
   resolve(answer: { frame: Record<string, unknown>; attachment?: Uint8Array }): void;
   reject(error: AppError): void;
   onChunk?(chunk: Chunk): void;
@@ -40,25 +50,38 @@ interface Pending {
 
 type Listener = (data: unknown, frame: Record<string, unknown>) => void;
 
+/** How long a resuming client waits for the server's `resumed` reply. */
+const RESUME_REPLY_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_QUEUED = 256;
+
 /**
- * Requests over one data channel: correlation by request_id, streaming, server events, cancellation, binary.
- * Made by `connect()`; works wherever there is an RTCDataChannel (browser page, offscreen document, Node + wrtc).
+ * Requests over a data channel: correlation by request_id, streaming, server events, cancellation, binary.
+ * The channel can be swapped (`attach`) after a drop; requests in flight then resume on the new one, each
+ * chunk and answer delivered exactly once, and requests made meanwhile wait in a bounded queue.
+ * Works wherever there is an RTCDataChannel (browser page, offscreen document, Node + wrtc).
  */
 export class RequestChannel {
   private readonly pending = new Map<string, Pending>();
+  /** Ids of requests not yet handed to a link, in call order. */
+  private readonly queue: string[] = [];
   private readonly listeners = new Map<string, Set<Listener>>();
-  private readonly link: ChannelLink;
   private readonly idPrefix = Math.random().toString(36).slice(2, 8);
+  private link: ChannelLink | undefined;
   private nextId = 0;
   private closedWith: AppError | undefined;
+  /** The server said it is shutting down: new requests wait for the next link (when there will be one). */
+  private draining = false;
+  /** A client that reconnects holds new requests while the server shuts down, instead of having them refused. */
+  protected waitsOutShutdown = false;
+  private resumeReply: ((unknown: string[]) => void) | undefined;
+  private connection: ConnectionState = 'connected';
 
-  constructor(channel: RTCDataChannel, maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE) {
-    this.link = new ChannelLink(channel, {
-      maxMessageSize,
-      onMessage: (message) => this.receive(message),
-      onProtocolError: (error) => this.emit('protocol_error', error.toJSON(), { type: 'error', ...error.toJSON() }),
-      onClose: () => this.fail(new AppError('cancelled', 'Data channel closed')),
-    });
+  constructor(
+    channel: RTCDataChannel,
+    maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE,
+    private readonly maxQueued = DEFAULT_MAX_QUEUED,
+  ) {
+    this.attach(channel, maxMessageSize);
   }
 
   /** Sends a request; resolves with the final answer and any binary attachment, rejects with its typed error. */
@@ -73,6 +96,9 @@ export class RequestChannel {
     if (this.pending.has(requestId)) {
       return Promise.reject(new AppError('conflict', `request_id "${requestId}" is already in flight`));
     }
+    if (!this.sending && this.queue.length >= this.maxQueued) {
+      return Promise.reject(new AppError('not_connected', `Reconnecting, and ${this.maxQueued} requests already wait; try again once connected`));
+    }
     const header = JSON.stringify({ ...(params as object | undefined), action, request_id: requestId });
     return new Promise((resolve, reject) => {
       const { signal } = options;
@@ -83,6 +109,10 @@ export class RequestChannel {
         signal?.removeEventListener('abort', onAbort);
       };
       this.pending.set(requestId, {
+        header,
+        attachment: options.attachment,
+        sent: false,
+        received: 0,
         resolve: ({ frame, attachment }) => {
           settle();
           const { request_id: _id, ...response } = frame;
@@ -94,8 +124,8 @@ export class RequestChannel {
         },
         onChunk,
       });
-      const sent = options.attachment ? this.link.sendBinary(header, options.attachment) : this.link.sendText(header);
-      sent.catch((error: unknown) => this.pending.get(requestId)?.reject(asAppError(error)));
+      if (this.sending) this.send(requestId);
+      else this.queue.push(requestId);
       if (signal?.aborted) onAbort();
     });
   }
@@ -129,9 +159,13 @@ export class RequestChannel {
     return this.request('stop_generation', { target_request_id: requestId });
   }
 
-  /** Server push events (`model_loading_progress`, `shutting_down`, ...) and `protocol_error`. Returns the unsubscribe. */
+  /**
+   * Server push events (`model_loading_progress`, `shutting_down`, ...), `protocol_error`, and `connection`
+   * (the client's own state: `connected`, `reconnecting`, `closed`). Returns the unsubscribe.
+   */
   on<E extends EventName>(event: E, listener: (data: EventData<E>, frame: Record<string, unknown>) => void): () => void;
   on(event: 'protocol_error', listener: (error: { code: string; message: string }) => void): () => void;
+  on(event: 'connection', listener: (state: ConnectionState) => void): () => void;
   on(event: string, listener: (data: any, frame: Record<string, unknown>) => void): () => void {
     let set = this.listeners.get(event);
     if (!set) this.listeners.set(event, (set = new Set()));
@@ -140,17 +174,111 @@ export class RequestChannel {
   }
 
   get open(): boolean {
-    return !this.closedWith && this.link.isOpen;
+    return !this.closedWith && this.link !== undefined && this.link.isOpen;
+  }
+
+  get state(): ConnectionState {
+    return this.connection;
+  }
+
+  /** Requests waiting for a link (made while reconnecting or while the server shut down). */
+  get queued(): number {
+    return this.queue.length;
   }
 
   close(): void {
     this.stop();
-    this.link.close();
+    this.link?.close();
   }
 
-  /** Refuses new requests and rejects those pending, without touching the channel. */
-  protected stop(): void {
-    this.fail(new AppError('cancelled', 'Client closed'));
+  /** Refuses new requests and rejects those pending and queued, without touching the channel. */
+  protected stop(error = new AppError('cancelled', 'Client closed')): void {
+    this.closedWith ??= error;
+    this.link = undefined;
+    this.queue.length = 0;
+    for (const pending of [...this.pending.values()]) pending.reject(error);
+    this.setConnection('closed');
+  }
+
+  /** The link dropped. By default that ends the client; a reconnecting client overrides it. */
+  protected dropped(): void {
+    this.stop(new AppError('cancelled', 'Data channel closed'));
+  }
+
+  /** Requests wait from now on, until `resumeOn` gives them a new link. */
+  protected suspend(): void {
+    this.link = undefined;
+    this.setConnection('reconnecting');
+  }
+
+  /**
+   * Carries on over a new channel. `resumed`: the same session on the server, which replays what this side
+   * missed and names the requests it never saw (they are sent again). Otherwise a new session: requests that
+   * had not streamed anything are sent again; those that had fail with `interrupted` (re-running them would
+   * repeat their chunks).
+   */
+  protected async resumeOn(channel: RTCDataChannel, maxMessageSize: number, resumed: boolean): Promise<void> {
+    this.attach(channel, maxMessageSize);
+    const inFlight = [...this.pending].filter(([, pending]) => pending.sent);
+    let again: string[];
+    if (resumed) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const reply = new Promise<string[]>((resolve, reject) => {
+        this.resumeReply = resolve;
+        timer = setTimeout(() => reject(new AppError('timeout', 'The server did not answer the resume')), RESUME_REPLY_TIMEOUT_MS);
+      });
+      const pending = inFlight.map(([requestId, { received }]) => ({ request_id: requestId, received }));
+      try {
+        await this.link?.sendText(JSON.stringify({ type: 'resume', pending }));
+        again = await reply;
+      } finally {
+        clearTimeout(timer);
+        this.resumeReply = undefined;
+      }
+    } else {
+      again = [];
+      for (const [requestId, pending] of inFlight) {
+        if (pending.received === 0) again.push(requestId);
+        else pending.reject(new AppError('interrupted', 'The server lost this request mid-stream (it restarted); retry it'));
+      }
+    }
+    this.queue.unshift(...again.filter((id) => this.pending.has(id)));
+    this.setConnection('connected');
+    for (const requestId of this.queue.splice(0)) this.send(requestId);
+  }
+
+  private get sending(): boolean {
+    return this.connection === 'connected' && this.link !== undefined && !this.draining;
+  }
+
+  private attach(channel: RTCDataChannel, maxMessageSize: number): void {
+    this.draining = false;
+    const link: ChannelLink = new ChannelLink(channel, {
+      maxMessageSize,
+      onMessage: (message) => this.receive(message),
+      onProtocolError: (error) => this.emit('protocol_error', error.toJSON(), { type: 'error', ...error.toJSON() }),
+      onClose: () => {
+        if (this.link === link && !this.closedWith) this.dropped();
+      },
+    });
+    this.link = link;
+  }
+
+  private send(requestId: string): void {
+    const pending = this.pending.get(requestId);
+    const link = this.link;
+    if (!pending || !link) return;
+    pending.sent = true;
+    const sent = pending.attachment ? link.sendBinary(pending.header, pending.attachment) : link.sendText(pending.header);
+    sent.catch((error: unknown) => {
+      // A link already replaced: the resume asks the server about the request.
+      if (this.link !== link) return;
+      const appError = asAppError(error);
+      if (appError.code !== 'cancelled') return this.pending.get(requestId)?.reject(appError);
+      // The channel closed under it: it never left, so it waits for the next link (or fails with the client).
+      pending.sent = false;
+      this.queue.push(requestId);
+    });
   }
 
   private receive(message: Inbound): void {
@@ -158,10 +286,15 @@ export class RequestChannel {
     const requestId = typeof frame.request_id === 'string' ? frame.request_id : undefined;
     switch (frame.type) {
       case 'chunk':
-        if (requestId) this.pending.get(requestId)?.onChunk?.(frame as unknown as Chunk);
+        if (requestId) this.deliverChunk(requestId, frame as unknown as Chunk);
         return;
       case 'event':
+        if (frame.event === 'shutting_down') this.draining = this.waitsOutShutdown;
         return this.emit(String(frame.event), frame.data, frame);
+      case 'resumed':
+        this.resumeReply?.(Array.isArray(frame.unknown) ? frame.unknown.map(String) : []);
+        this.resumeReply = undefined;
+        return;
       case 'error': {
         const error = new AppError(isErrorCode(frame.code) ? frame.code : 'internal', String(frame.message), {
           details: frame.details,
@@ -177,8 +310,25 @@ export class RequestChannel {
     }
   }
 
+  /** Each chunk once: a replayed one this side already has is dropped. */
+  private deliverChunk(requestId: string, chunk: Chunk): void {
+    const pending = this.pending.get(requestId);
+    if (!pending) return;
+    if (typeof chunk.index === 'number') {
+      if (chunk.index < pending.received) return;
+      pending.received = chunk.index + 1;
+    } else pending.received++;
+    pending.onChunk?.(chunk);
+  }
+
   private requestIdFor(options: CallOptions): string {
     return options.requestId ?? `${this.idPrefix}-${++this.nextId}`;
+  }
+
+  private setConnection(state: ConnectionState): void {
+    if (state === this.connection) return;
+    this.connection = state;
+    this.emit('connection', state, { type: 'connection', state });
   }
 
   private emit(event: string, data: unknown, frame: Record<string, unknown>): void {
@@ -189,11 +339,6 @@ export class RequestChannel {
         console.error(`tabagent client: "${event}" listener threw`, error);
       }
     }
-  }
-
-  private fail(error: AppError): void {
-    this.closedWith ??= error;
-    for (const pending of [...this.pending.values()]) pending.reject(error);
   }
 }
 

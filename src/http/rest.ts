@@ -9,7 +9,7 @@ export const REST_PREFIX = '/v1/webrtc/';
 
 /**
  * The seed-compatible signaling routes, plain JSON, with the same behaviour as the tRPC procedures:
- *   POST   /v1/webrtc/offer                 { clientId? }
+ *   POST   /v1/webrtc/offer                 { clientId?, trickle?, resumeToken? }
  *   POST   /v1/webrtc/answer/:sessionId     { answerSdp }        (also POST /v1/webrtc/answer { session_id, sdp })
  *   POST   /v1/webrtc/ice/:sessionId        { candidate }        (also POST /v1/webrtc/ice { session_id, candidate })
  *   GET    /v1/webrtc/session/:sessionId
@@ -23,8 +23,9 @@ export async function handleRest(request: Request, path: string, ip: string, sig
     const body = () => readJsonBody(request, maxBodyBytes);
     switch (`${method} ${route}`) {
       case 'POST offer': {
-        const { clientId, trickle } = parse(offerInput, 'offer', await body());
-        const offer = await signaling.offer(ip, clientId, trickle);
+        const fields = await body();
+        const input = parse(offerInput, 'offer', { ...fields, resumeToken: fields.resumeToken ?? fields.resume_token });
+        const offer = await signaling.offer(ip, input);
         return json({ ...offer, expiresAt: offer.expiresAt.toISOString() });
       }
       case 'POST answer': {

@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { AppError, type ErrorCode } from '../errors.ts';
 import { actionFromPascalCase, isAction, registry, type Action } from '../registry.ts';
 
@@ -9,6 +10,33 @@ export interface DecodedRequest {
 }
 
 export type DecodeResult = { ok: true; request: DecodedRequest } | { ok: false; requestId?: string; error: AppError };
+
+/**
+ * A resuming client's first frame on its new channel: the requests it still awaits and how many chunks of each
+ * it has. The server replays what is missing and answers `{ "type": "resumed", "unknown": [ids it never saw] }`.
+ */
+export const resumeFrame = z.strictObject({
+  type: z.literal('resume'),
+  pending: z.array(z.strictObject({ request_id: z.string().min(1).max(128), received: z.number().int().min(0) })).max(10_000),
+});
+export type ResumeFrame = z.infer<typeof resumeFrame>;
+
+export type InboundFrame = DecodeResult | { ok: true; resume: ResumeFrame };
+
+/** A text frame from a data channel: a request or a `resume`. Never throws. */
+export function decodeFrame(text: string, assignId: () => string): InboundFrame {
+  let frame: unknown;
+  try {
+    frame = JSON.parse(text);
+  } catch (cause) {
+    return fail(new AppError('invalid_json', `Message is not valid JSON: ${(cause as Error).message}`));
+  }
+  if (typeof frame === 'object' && frame !== null && (frame as { type?: unknown }).type === 'resume') {
+    const parsed = resumeFrame.safeParse(frame);
+    return parsed.success ? { ok: true, resume: parsed.data } : fail(schemaError('resume', parsed.error.issues));
+  }
+  return decodeRequestObject(frame, assignId);
+}
 
 export interface ErrorFrame {
   request_id?: string;
@@ -22,20 +50,10 @@ const MAX_REQUEST_ID_LENGTH = 128;
 const ENVELOPE_KEYS = new Set(['action', 'request_id', 'request_type']);
 
 /**
- * Turns one JSON text frame into a validated request. Never throws: bad input becomes a typed error that
- * still carries the request_id when the frame had a usable one, so the client can correlate it.
+ * Turns one parsed request into a validated one (transports that deliver parsed JSON call it directly: tRPC,
+ * native messaging envelopes). Never throws: bad input becomes a typed error that still carries the
+ * request_id when the frame had a usable one, so the client can correlate it.
  */
-export function decodeRequest(text: string, assignId: () => string): DecodeResult {
-  let frame: unknown;
-  try {
-    frame = JSON.parse(text);
-  } catch (cause) {
-    return fail(new AppError('invalid_json', `Message is not valid JSON: ${(cause as Error).message}`));
-  }
-  return decodeRequestObject(frame, assignId);
-}
-
-/** As `decodeRequest`, for transports that deliver parsed JSON (tRPC, native messaging envelopes). */
 export function decodeRequestObject(frame: unknown, assignId: () => string): DecodeResult {
   if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) {
     return fail(new AppError('invalid_request', 'A request must be a JSON object with an "action" field'));

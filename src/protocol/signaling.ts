@@ -8,7 +8,11 @@ export const sessionId = z.string().min(1).max(128);
 const sdp = z.string().min(1).max(128 * 1024);
 
 export const offerInput = z
-  .object({ clientId: z.string().min(1).max(256).optional(), trickle: z.boolean().optional() })
+  .object({
+    clientId: z.string().min(1).max(256).optional(),
+    trickle: z.boolean().optional(),
+    resumeToken: z.string().min(1).max(128).optional(),
+  })
   .default({});
 export const answerInput = z.object({ sessionId, answerSdp: sdp });
 export const iceInput = z.object({ sessionId, candidate: candidateInput });

@@ -26,6 +26,7 @@ const DELIVERY_MARGIN_MS = 100;
 /** Owns every session: creation within limits, signaling steps, inactivity sweep, shutdown. */
 export class SessionManager {
   private readonly sessions = new Map<string, Session>();
+  private readonly byResumeToken = new Map<string, Session>();
   private readonly perIp = new Map<string, number>();
   private readonly answering = new Set<Session>();
   private readonly sweepTimer: ReturnType<typeof setInterval>;
@@ -47,36 +48,50 @@ export class SessionManager {
   /** Creates a session and its offer. The slot is taken before any await, so limits hold under concurrency. */
   async create(options: { clientId?: string; ip: string; trickle?: boolean }): Promise<{ session: Session; offerSdp: string }> {
     if (!this.accepting) throw new AppError('shutting_down', 'Server is shutting down; try again shortly');
-    if (this.sessions.size >= this.config.maxSessions) {
+    if (this.sessions.size >= this.config.maxSessions && !this.evictSuspended(() => true)) {
       throw new AppError('server_busy', `Server has its maximum of ${this.config.maxSessions} sessions; try again later`);
     }
-    const ipSessions = this.perIp.get(options.ip) ?? 0;
-    if (ipSessions >= this.config.maxSessionsPerIp) {
+    if ((this.perIp.get(options.ip) ?? 0) >= this.config.maxSessionsPerIp && !this.evictSuspended((s) => s.ip === options.ip)) {
       throw new AppError('session_limit', `This address already has ${this.config.maxSessionsPerIp} sessions; close one first`);
     }
 
     const id = randomBytes(18).toString('base64url');
     const pc = this.deps.createPeer({ iceServers: this.config.iceServers });
-    const expiresAt = Date.now() + this.config.offerTtlMs;
-    const session = new Session(id, options.clientId ?? id, options.ip, pc, expiresAt, this.config.maxInFlightPerSession, (s) =>
-      this.forget(s),
+    const session = new Session(
+      {
+        id,
+        clientId: options.clientId ?? id,
+        ip: options.ip,
+        maxInFlight: this.config.maxInFlightPerSession,
+        resumeGraceMs: this.config.resumeGraceMs,
+        resumeBufferBytes: this.config.resumeBufferBytes,
+        onClosed: (s) => this.forget(s),
+      },
+      pc,
+      Date.now() + this.config.offerTtlMs,
     );
     this.sessions.set(id, session);
-    this.perIp.set(options.ip, ipSessions + 1);
+    this.byResumeToken.set(session.resumeToken, session);
+    this.perIp.set(options.ip, (this.perIp.get(options.ip) ?? 0) + 1);
     this.created++;
-    this.watchPeer(session);
+    const offerSdp = await this.offer(session, options.trickle);
+    log.info('session created', { session: redact(id), ip: options.ip });
+    return { session, offerSdp };
+  }
 
-    try {
-      const offer = await createServerOffer(pc, options.trickle ? 0 : this.config.iceGatheringTimeoutMs);
-      if (session.closed) throw new AppError('shutting_down', 'Session closed while its offer was made');
-      this.serve(session, offer.channel);
-      log.info('session created', { session: redact(id), ip: options.ip });
-      return { session, offerSdp: offer.sdp };
-    } catch (error) {
-      session.close('offer failed');
-      if (error instanceof AppError) throw error;
-      throw new AppError('internal', 'Could not create a WebRTC offer', { cause: error });
-    }
+  /**
+   * Gives the session that `resumeToken` names a new peer and offer (its id, requests and kept answers stay);
+   * the old peer, if the server still had it, is closed. The client then answers as for a new session and
+   * sends `resume` on the new `tabagent` channel.
+   */
+  async resume(resumeToken: string, options: { trickle?: boolean }): Promise<{ session: Session; offerSdp: string }> {
+    if (!this.accepting) throw new AppError('shutting_down', 'Server is shutting down; try again shortly');
+    const session = this.byResumeToken.get(resumeToken);
+    if (!session) throw new AppError('not_found', 'Nothing to resume: the session ended or the server restarted; open a new one');
+    session.replacePeer(this.deps.createPeer({ iceServers: this.config.iceServers }), Date.now() + this.config.offerTtlMs);
+    const offerSdp = await this.offer(session, options.trickle);
+    log.info('session resumed', { session: redact(session.id), resumes: session.resumes });
+    return { session, offerSdp };
   }
 
   /**
@@ -140,11 +155,15 @@ export class SessionManager {
     this.get(id).close(reason);
   }
 
-  /** Closes sessions whose offer expired unanswered or that were idle too long (requests in flight count as activity). */
+  /**
+   * Ends offers that expired unanswered, closes sessions idle too long (requests in flight count as activity;
+   * suspended ones end with their resume grace), and drops kept answers past their retention.
+   */
   sweep(now = Date.now()): void {
     for (const session of this.sessions.values()) {
-      if (session.state === 'waiting_for_answer' && now > session.expiresAt) session.close('offer expired unanswered');
-      else if (now - session.lastActivity > this.config.inactivityTimeoutMs && session.caller.inFlight.size === 0) {
+      session.outbox.prune(now);
+      if (session.state === 'waiting_for_answer' && now > session.expiresAt) session.lose('offer expired unanswered');
+      else if (!session.suspended && now - session.lastActivity > this.config.inactivityTimeoutMs && session.caller.inFlight.size === 0) {
         session.close('inactive');
       }
     }
@@ -179,12 +198,31 @@ export class SessionManager {
     return { active: this.sessions.size, created: this.created, max: this.config.maxSessions, byState };
   }
 
-  private watchPeer(session: Session): void {
+  /** Makes the session's current peer's offer, with the server's `tabagent` channel served. */
+  private async offer(session: Session, trickle?: boolean): Promise<string> {
     const { pc } = session;
+    this.watchPeer(session, pc);
+    try {
+      const offer = await createServerOffer(pc, trickle ? 0 : this.config.iceGatheringTimeoutMs);
+      if (session.closed) throw new AppError('shutting_down', 'Session closed while its offer was made');
+      if (session.pc !== pc) throw new AppError('conflict', 'Session was resumed again while this offer was made');
+      this.serve(session, offer.channel, true);
+      return offer.sdp;
+    } catch (error) {
+      if (session.pc === pc) session.lose('offer failed');
+      if (error instanceof AppError) throw error;
+      throw new AppError('internal', 'Could not create a WebRTC offer', { cause: error });
+    }
+  }
+
+  /** Follows one peer of the session; once a resume replaces it, its late events are ignored. */
+  private watchPeer(session: Session, pc: RTCPeerConnection): void {
+    const current = () => session.pc === pc && !session.closed;
     pc.onicecandidate = ({ candidate }) => {
-      session.events.push({ kind: 'candidate', candidate: candidate ? candidate.toJSON() : null });
+      if (current()) session.events.push({ kind: 'candidate', candidate: candidate ? candidate.toJSON() : null });
     };
     pc.onconnectionstatechange = () => {
+      if (!current()) return;
       switch (pc.connectionState) {
         case 'connected':
           session.peerRecovered();
@@ -195,20 +233,30 @@ export class SessionManager {
           break;
         case 'failed':
         case 'closed':
-          session.close(`peer connection ${pc.connectionState}`);
+          session.lose(`peer connection ${pc.connectionState}`);
       }
     };
-    pc.ondatachannel = ({ channel }) => this.serve(session, channel);
+    pc.ondatachannel = ({ channel }) => (current() ? this.serve(session, channel, false) : channel.close());
   }
 
-  private serve(session: Session, channel: RTCDataChannel): void {
+  private serve(session: Session, channel: RTCDataChannel, primary: boolean): void {
     if (session.closed) return channel.close();
     serveChannel(session, channel, {
       dispatcher: this.deps.dispatcher,
       stats: this.deps.stats,
       maxMessageBytes: this.config.maxMessageBytes,
-      onAllChannelsClosed: (s) => s.close('all data channels closed'),
+      primary,
     });
+  }
+
+  /** Makes room by closing the longest-suspended session that `match`es; false when there is none. */
+  private evictSuspended(match: (session: Session) => boolean): boolean {
+    let oldest: Session | undefined;
+    for (const session of this.sessions.values()) {
+      if (session.suspended && match(session) && (!oldest || session.lastActivity < oldest.lastActivity)) oldest = session;
+    }
+    oldest?.close('replaced by a new session (limit reached)');
+    return oldest !== undefined;
   }
 
   private async applyCandidate(session: Session, candidate: RTCIceCandidateInit): Promise<void> {
@@ -227,6 +275,7 @@ export class SessionManager {
   private forget(session: Session): void {
     if (this.sessions.get(session.id) !== session) return;
     this.sessions.delete(session.id);
+    this.byResumeToken.delete(session.resumeToken);
     const left = (this.perIp.get(session.ip) ?? 1) - 1;
     if (left > 0) this.perIp.set(session.ip, left);
     else this.perIp.delete(session.ip);

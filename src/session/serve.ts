@@ -1,6 +1,7 @@
-import type { Dispatcher } from '../dispatch.ts';
+import type { Dispatcher, Emit } from '../dispatch.ts';
+import { AppError } from '../errors.ts';
 import { log, redact } from '../log.ts';
-import { decodeRequest, errorFrame } from '../protocol/frames.ts';
+import { decodeFrame, errorFrame, type ResumeFrame } from '../protocol/frames.ts';
 import { ChannelLink, DEFAULT_MAX_MESSAGE_SIZE, type Inbound } from '../protocol/link.ts';
 import type { Stats } from '../stats.ts';
 import type { Session } from './session.ts';
@@ -9,34 +10,62 @@ export interface ServeOptions {
   dispatcher: Dispatcher;
   stats: Stats;
   maxMessageBytes: number;
-  /** The session's last data channel closed. */
-  onAllChannelsClosed(session: Session): void;
+  /** The server's own `tabagent` channel: its requests outlive the link, for a resume. */
+  primary: boolean;
 }
 
 /**
- * Serves requests on one data channel of a session (the server's `tabagent` channel or one the client opened):
- * every answer, chunk and event of a request goes back on the channel the request came from.
+ * Serves requests on one data channel of a session (the server's `tabagent` channel or one the client opened).
+ * A request's chunks, events and answer go back on the channel it came from; on the `tabagent` channel they
+ * go through the session's outbox, so a client that resumes on a new peer gets what it missed.
  */
 export function serveChannel(session: Session, channel: RTCDataChannel, options: ServeOptions): ChannelLink {
-  const { dispatcher, stats } = options;
+  const { dispatcher, stats, primary } = options;
+  const sessionLabel = redact(session.id);
   const send = (frame: object, attachment?: Uint8Array) => {
     const json = JSON.stringify(frame);
     const sent = attachment ? link.sendBinary(json, attachment) : link.sendText(json);
     // A closed channel has no one left to tell; the request was already cancelled with it.
-    sent.catch((error) => log.debug('answer not delivered', { session: redact(session.id), error }));
+    sent.catch((error) => log.debug('answer not delivered', { session: sessionLabel, error }));
+  };
+
+  /** Where a primary-channel request's frames go: kept for a resume, sent while the client is there. */
+  const viaOutbox = (requestId: string): Emit => (frame) => {
+    const text = JSON.stringify(frame);
+    if (frame.type === 'chunk') session.outbox.chunk(requestId, text);
+    else session.outbox.live(requestId, text);
+  };
+
+  const resume = ({ pending }: ResumeFrame) => {
+    const unknown: string[] = [];
+    for (const { request_id: requestId, received } of pending) {
+      const claimed = session.outbox.claim(requestId, received, link);
+      if (claimed === 'unknown') unknown.push(requestId);
+      if (claimed === 'lost') {
+        send(errorFrame(new AppError('interrupted', 'The answer was lost while the client was away (resume buffer full); retry'), requestId));
+      }
+    }
+    send({ type: 'resumed', unknown });
   };
 
   const receive = (message: Inbound) => {
     session.touch();
-    const decoded = decodeRequest(message.kind === 'text' ? message.text : message.header, session.caller.assignRequestId);
+    const decoded = decodeFrame(message.kind === 'text' ? message.text : message.header, session.caller.assignRequestId);
     if (!decoded.ok) return send(errorFrame(decoded.error, decoded.requestId));
+    if ('resume' in decoded) return primary ? resume(decoded.resume) : send(errorFrame(notResumable()));
+    const { request } = decoded;
     session.requests++;
     const attachment = message.kind === 'binary' ? message.payload : undefined;
+    // Primary-channel requests belong to the session, not the link: closing the link leaves them running.
+    // A duplicate id is answered `conflict` directly: the outbox entry is the running request's.
+    const kept = primary && !session.caller.inFlight.has(request.requestId);
+    if (kept) session.outbox.open(request.requestId, link);
     void dispatcher
-      .execute(session.caller, decoded.request, { emit: send, attachment, origin: link })
+      .execute(session.caller, request, { emit: kept ? viaOutbox(request.requestId) : send, attachment, origin: kept ? session : link })
       .then(({ frame, attachment: reply }) => {
         session.touch();
-        send(frame, reply);
+        if (kept) session.outbox.finish(request.requestId, { text: JSON.stringify(frame), attachment: reply });
+        else send(frame, reply);
       });
   };
 
@@ -47,15 +76,24 @@ export function serveChannel(session: Session, channel: RTCDataChannel, options:
     onMessage: receive,
     onProtocolError: (error) => send(errorFrame(error)),
     onClose: () => {
-      session.links.delete(link);
+      const current = session.links.delete(link);
+      session.outbox.detach(link);
       session.caller.cancel(`Data channel "${channel.label}" closed`, (request) => request.origin === link);
-      if (session.links.size === 0 && session.state === 'connected') options.onAllChannelsClosed(session);
+      // A channel of a peer the session already replaced says nothing about the session.
+      if (current && (link === session.primary || session.links.size === 0)) session.lose(`data channel "${channel.label}" closed`);
     },
   });
   session.links.add(link);
+  if (primary) session.primary = link;
   channel.onopen = () => {
     if (session.state === 'ice_gathering') session.setState('connected');
   };
   if (channel.readyState === 'open' && session.state === 'ice_gathering') session.setState('connected');
   return link;
+}
+
+function notResumable(): AppError {
+  return new AppError('invalid_request', 'Resume on the server\'s "tabagent" channel; requests on other channels are not kept', {
+    details: { field: 'type' },
+  });
 }

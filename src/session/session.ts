@@ -1,16 +1,24 @@
+import { randomBytes } from 'node:crypto';
 import { Caller } from '../dispatch.ts';
 import { AppError } from '../errors.ts';
 import { log, redact } from '../log.ts';
 import type { ChannelLink } from '../protocol/link.ts';
 import { reclaimClosedPeers } from '../peer/reclaim.ts';
 import { EventLog } from './events.ts';
+import { Outbox } from './outbox.ts';
 
-export type SessionState = 'waiting_for_answer' | 'ice_gathering' | 'connected' | 'disconnected';
+/**
+ * `suspended`: the peer is gone but the session waits, for the resume grace period, for its client to come
+ * back with the resume token; its requests keep running and their answers are kept.
+ */
+export type SessionState = 'waiting_for_answer' | 'ice_gathering' | 'connected' | 'suspended' | 'disconnected';
 
+/** `waiting_for_answer` is reachable from every live state: a resume gives the session a new peer and offer. */
 const NEXT_STATES: Record<SessionState, readonly SessionState[]> = {
-  waiting_for_answer: ['ice_gathering', 'disconnected'],
-  ice_gathering: ['connected', 'disconnected'],
-  connected: ['disconnected'],
+  waiting_for_answer: ['ice_gathering', 'suspended', 'disconnected'],
+  ice_gathering: ['connected', 'waiting_for_answer', 'suspended', 'disconnected'],
+  connected: ['waiting_for_answer', 'suspended', 'disconnected'],
+  suspended: ['waiting_for_answer', 'disconnected'],
   disconnected: [],
 };
 
@@ -21,33 +29,67 @@ export interface SessionInfo {
   createdAt: string;
   lastActivity: string;
   expiresAt: string;
-  counts: { channels: number; requests: number; inFlight: number; iceCandidates: number };
+  counts: { channels: number; requests: number; inFlight: number; iceCandidates: number; resumes: number };
 }
 
-/** One client's peer connection, its data channels, its in-flight requests and its signaling events. */
+export interface SessionOptions {
+  id: string;
+  clientId: string;
+  ip: string;
+  maxInFlight: number;
+  /** How long a session whose peer is gone waits to be resumed; 0 closes it at once. */
+  resumeGraceMs: number;
+  /** Bound on the answers and chunks kept for a resume. */
+  resumeBufferBytes: number;
+  /** The session ended (after `close`): forget it. */
+  onClosed(session: Session): void;
+}
+
+/**
+ * One client's session: its current peer connection and data channels, its in-flight requests, what it has
+ * sent them (for a resume), and its signaling events. The peer can be replaced (a resume); the session, its
+ * requests and its id stay.
+ */
 export class Session {
+  readonly id: string;
+  readonly clientId: string;
+  readonly ip: string;
+  /** A secret for `webrtc.offer({ resumeToken })`: whoever holds it may give this session a new peer. */
+  readonly resumeToken = randomBytes(24).toString('base64url');
   readonly caller: Caller;
-  readonly events = new EventLog();
+  readonly outbox: Outbox<ChannelLink>;
   readonly links = new Set<ChannelLink>();
   readonly createdAt = Date.now();
   lastActivity = this.createdAt;
   requests = 0;
+  resumes = 0;
   remoteCandidates = 0;
+  /** The current peer, its signaling events and its offer's deadline; a resume replaces all three. */
+  pc!: RTCPeerConnection;
+  events = new EventLog();
+  expiresAt = 0;
+  /** The server's `tabagent` channel on the current peer: where resumable requests are answered. */
+  primary: ChannelLink | undefined;
   /** Client ICE candidates that arrived before the answer: applied once the remote description is set. */
-  readonly earlyCandidates: RTCIceCandidateInit[] = [];
+  earlyCandidates: RTCIceCandidateInit[] = [];
   private current: SessionState = 'waiting_for_answer';
+  private connectedOnce = false;
   private disconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private suspendTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly options: SessionOptions;
 
-  constructor(
-    readonly id: string,
-    readonly clientId: string,
-    readonly ip: string,
-    readonly pc: RTCPeerConnection,
-    readonly expiresAt: number,
-    maxInFlight: number,
-    private readonly onClosed: (session: Session) => void,
-  ) {
-    this.caller = new Caller(id, maxInFlight);
+  constructor(options: SessionOptions, pc: RTCPeerConnection, expiresAt: number) {
+    this.options = options;
+    this.id = options.id;
+    this.clientId = options.clientId;
+    this.ip = options.ip;
+    this.caller = new Caller(options.id, options.maxInFlight);
+    this.outbox = new Outbox<ChannelLink>(deliverIgnoringClosed(options.id), {
+      maxBytes: options.resumeBufferBytes,
+      retentionMs: options.resumeGraceMs,
+    });
+    this.pc = pc;
+    this.expiresAt = expiresAt;
   }
 
   get state(): SessionState {
@@ -58,6 +100,10 @@ export class Session {
     return this.current === 'disconnected';
   }
 
+  get suspended(): boolean {
+    return this.current === 'suspended';
+  }
+
   /** The one place a session's state changes: checks the transition and tells subscribers. */
   setState(next: SessionState): void {
     if (next === this.current) return;
@@ -65,6 +111,7 @@ export class Session {
       throw new AppError('conflict', `Session is ${this.current}; it cannot become ${next}`);
     }
     this.current = next;
+    if (next === 'connected') this.connectedOnce = true;
     this.events.push({ kind: 'state', state: next });
     log.debug('session state', { session: redact(this.id), state: next });
   }
@@ -73,10 +120,10 @@ export class Session {
     this.lastActivity = Date.now();
   }
 
-  /** ICE reported `disconnected`: it may recover; if it has not within the grace period, close. */
+  /** ICE reported `disconnected`: it may recover; if it has not within `graceMs`, the peer is lost. */
   peerDisconnected(graceMs: number): void {
     if (this.disconnectTimer || this.closed) return;
-    this.disconnectTimer = setTimeout(() => this.close('peer connection lost'), graceMs);
+    this.disconnectTimer = setTimeout(() => this.lose('peer connection lost'), graceMs);
     this.disconnectTimer.unref?.();
   }
 
@@ -85,23 +132,46 @@ export class Session {
     this.disconnectTimer = undefined;
   }
 
+  /**
+   * The peer or its `tabagent` channel is gone. A session that was connected waits to be resumed (its requests
+   * keep running, their answers are kept); one that never connected, or with no grace configured, closes.
+   */
+  lose(reason: string): void {
+    if (this.closed || this.suspended) return;
+    if (!this.connectedOnce || this.options.resumeGraceMs === 0) return this.close(reason);
+    this.setState('suspended');
+    this.dropPeer();
+    this.suspendTimer = setTimeout(() => this.close(`not resumed within ${this.options.resumeGraceMs} ms (${reason})`), this.options.resumeGraceMs);
+    this.suspendTimer.unref?.();
+    log.info('session suspended', { session: redact(this.id), reason });
+  }
+
+  /** A resume: the old peer is closed here (this side closing is the safe order under wrtc) and `pc` takes over. */
+  replacePeer(pc: RTCPeerConnection, expiresAt: number): void {
+    if (this.closed) throw new AppError('not_found', 'No such session (it may have expired or been closed)');
+    clearTimeout(this.suspendTimer);
+    this.suspendTimer = undefined;
+    this.dropPeer();
+    this.events.end();
+    this.events = new EventLog();
+    this.earlyCandidates = [];
+    this.pc = pc;
+    this.expiresAt = expiresAt;
+    this.resumes++;
+    this.setState('waiting_for_answer');
+  }
+
   /** Ends everything the session owns; safe to call more than once. */
   close(reason: string, cancellation = new AppError('cancelled', `Session closed: ${reason}`)): void {
     if (this.closed) return;
     this.setState('disconnected');
-    this.peerRecovered();
+    clearTimeout(this.suspendTimer);
     this.caller.cancel(cancellation);
-    for (const link of this.links) link.close();
-    this.links.clear();
-    try {
-      this.pc.close();
-    } catch (error) {
-      log.warn('closing a peer failed', { session: redact(this.id), error });
-    }
+    this.dropPeer();
+    this.outbox.clear();
     this.events.end();
-    reclaimClosedPeers();
     log.info('session closed', { session: redact(this.id), reason });
-    this.onClosed(this);
+    this.options.onClosed(this);
   }
 
   info(): SessionInfo {
@@ -117,7 +187,33 @@ export class Session {
         requests: this.requests,
         inFlight: this.caller.inFlight.size,
         iceCandidates: this.remoteCandidates,
+        resumes: this.resumes,
       },
     };
   }
+
+  /** Closes the current peer and its channels; requests that came on them are the caller's to cancel or keep. */
+  private dropPeer(): void {
+    this.peerRecovered();
+    for (const link of this.links) {
+      this.outbox.detach(link);
+      link.close();
+    }
+    this.links.clear();
+    this.primary = undefined;
+    try {
+      this.pc.close();
+    } catch (error) {
+      log.warn('closing a peer failed', { session: redact(this.id), error });
+    }
+    reclaimClosedPeers();
+  }
+}
+
+/** A send to a link that closed meanwhile: the outbox still holds the frame for a resume. */
+function deliverIgnoringClosed(sessionId: string) {
+  return (link: ChannelLink, { text, attachment }: { text: string; attachment?: Uint8Array }) => {
+    const sent = attachment ? link.sendBinary(text, attachment) : link.sendText(text);
+    sent.catch((error) => log.debug('frame not delivered', { session: redact(sessionId), error }));
+  };
 }

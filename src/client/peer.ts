@@ -1,0 +1,102 @@
+import { AppError } from '../errors.ts';
+import type { SignalingClient } from './signaling.ts';
+
+export interface PeerOptions {
+  /** The RTCPeerConnection class: the global one in browsers, `wrtc.RTCPeerConnection` in Node. */
+  RTCPeerConnection?: typeof RTCPeerConnection;
+  clientId?: string;
+  /** ICE servers for this side; the server's list (from the offer) by default. */
+  iceServers?: RTCIceServer[];
+  /** How long to wait for the data channel to open. */
+  timeoutMs?: number;
+  /** For `webrtc.events` (server candidates that come after the answer); without it they come with the answer. */
+  followEvents: boolean;
+}
+
+/** A connected peer of a session, with the server's open `tabagent` channel. */
+export interface Peer {
+  sessionId: string;
+  resumeToken: string;
+  /** The server kept the session (a resume), rather than opening a new one. */
+  resumed: boolean;
+  pc: RTCPeerConnection;
+  channel: RTCDataChannel;
+  /** Stops following the server's candidates (on close). */
+  unfollow(): void;
+}
+
+/**
+ * Asks the server for an offer over tRPC (for the session `resumeToken` names, when given), answers it,
+ * trickles ICE both ways, and resolves once the server's `tabagent` channel is open. `onOffered` runs as soon
+ * as the server has answered the offer call: on a resume, the server has closed the session's old peer by then.
+ */
+export async function openPeer(
+  signaling: SignalingClient,
+  options: PeerOptions,
+  resumeToken?: string,
+  onOffered?: () => void,
+): Promise<Peer> {
+  const PeerConnection = options.RTCPeerConnection ?? globalThis.RTCPeerConnection;
+  if (!PeerConnection) throw new AppError('invalid_request', 'No RTCPeerConnection: pass one (e.g. wrtc.RTCPeerConnection)');
+  const offer = await signaling.webrtc.offer.mutate({ clientId: options.clientId, trickle: true, resumeToken });
+  onOffered?.();
+  const { sessionId } = offer;
+  const pc = new PeerConnection({ iceServers: options.iceServers ?? offer.iceServers });
+  const subscription = new AbortController();
+
+  try {
+    const channel = serverChannel(pc, options.timeoutMs ?? 15_000);
+    pc.onicecandidate = ({ candidate }) => {
+      if (candidate) signaling.webrtc.ice.mutate({ sessionId, candidate: candidate.toJSON() }).catch(() => {});
+    };
+    await pc.setRemoteDescription({ type: 'offer', sdp: offer.offerSdp });
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    const { candidates } = await signaling.webrtc.answer.mutate({ sessionId, answerSdp: answer.sdp ?? '' });
+    for (const candidate of candidates) pc.addIceCandidate(candidate).catch(() => {});
+    if (options.followEvents) followServerCandidates(signaling, sessionId, pc, subscription.signal);
+    return {
+      sessionId,
+      resumeToken: offer.resumeToken,
+      resumed: offer.resumed,
+      pc,
+      channel: await channel,
+      unfollow: () => subscription.abort(),
+    };
+  } catch (error) {
+    subscription.abort();
+    pc.close();
+    if (!offer.resumed) signaling.webrtc.close.mutate({ sessionId }).catch(() => {});
+    throw error;
+  }
+}
+
+/** Resolves with the server-created `tabagent` channel once it is open. */
+function serverChannel(pc: RTCPeerConnection, timeoutMs: number): Promise<RTCDataChannel> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new AppError('timeout', `Data channel did not open within ${timeoutMs} ms`)), timeoutMs);
+    pc.ondatachannel = ({ channel }) => {
+      if (channel.label !== 'tabagent') return;
+      const opened = () => {
+        clearTimeout(timer);
+        resolve(channel);
+      };
+      if (channel.readyState === 'open') opened();
+      else channel.onopen = opened;
+    };
+  });
+}
+
+/** Adds the server's late (trickled) candidates from `webrtc.events`. */
+function followServerCandidates(signaling: SignalingClient, sessionId: string, pc: RTCPeerConnection, signal: AbortSignal) {
+  const subscription = signaling.webrtc.events.subscribe(
+    { sessionId },
+    {
+      onData: ({ data }) => {
+        if (data.kind === 'candidate' && data.candidate) pc.addIceCandidate(data.candidate).catch(() => {});
+      },
+      onError: () => subscription.unsubscribe(),
+    },
+  );
+  signal.addEventListener('abort', () => subscription.unsubscribe(), { once: true });
+}
