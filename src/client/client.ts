@@ -299,8 +299,16 @@ export class RequestChannel {
         const error = new AppError(isErrorCode(frame.code) ? frame.code : 'internal', String(frame.message), {
           details: frame.details,
         });
-        if (requestId && this.pending.has(requestId)) this.pending.get(requestId)?.reject(error);
-        else this.emit('protocol_error', error.toJSON(), frame);
+        const pending = requestId ? this.pending.get(requestId) : undefined;
+        if (!pending) return this.emit('protocol_error', error.toJSON(), frame);
+        // Refused by a server going down before it did anything: it goes to the next server instead.
+        if (error.code === 'shutting_down' && this.waitsOutShutdown && pending.received === 0) {
+          this.draining = true;
+          pending.sent = false;
+          this.queue.push(requestId as string);
+          return;
+        }
+        pending.reject(error);
         return;
       }
       default:

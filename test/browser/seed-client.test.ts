@@ -4,17 +4,14 @@
  * bodies and no preflight, a channel the client created (label `tabagent`, maxRetransmits 3), the seed's
  * PascalCase `request_type` messages, and a graceful SIGINT shutdown as the browser sees it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import net from 'node:net';
-import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { startDevServer, withTimeout, type DevServer } from '../fixtures/dev-server.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const PAGE_ORIGIN = 'http://seed.test';
-const root = path.resolve(import.meta.dirname, '../..');
 
 /**
  * The class from the seed README's "Chrome Extension Client", verbatim (trailing spaces on blank lines dropped;
@@ -138,62 +135,6 @@ window.seedHarness = {
 };
 `;
 
-interface DevServer {
-  process: ChildProcess;
-  url: string;
-  output(): string;
-  exited: Promise<number | null>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
-/** `tsx src/main.ts` as a user runs it; resolves once it logs "listening on". */
-async function startDevServer(): Promise<DevServer> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: root,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', TABAGENT_ALLOWED_ORIGINS: PAGE_ORIGIN, LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const server = { process: child, url: `http://127.0.0.1:${port}`, output: () => output, exited };
-  let listening = false;
-  child.stderr!.on('data', () => (listening ||= output.includes('listening on')));
-  const deadline = Date.now() + 20_000;
-  while (!listening) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`dev server did not log "listening on" (exit ${child.exitCode}); output:\n${output}`);
-    }
-    await sleep(50);
-  }
-  return server;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** `what` may be a function, so a failure message can show output gathered up to the timeout. */
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string | (() => string)): Promise<T> {
-  let timer: ReturnType<typeof setTimeout>;
-  const describe = () => (typeof what === 'string' ? what : what());
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out: ${describe()}`)), ms)));
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 interface Frame {
   request_id?: string;
   type: string;
@@ -225,7 +166,7 @@ function connected(): Promise<Context> {
       existsSync(CHROMIUM),
       `${CHROMIUM} is missing: install Debian's chromium (apt-get install -y --no-install-recommends chromium); this test never skips`,
     );
-    server = await startDevServer();
+    server = await startDevServer({ TABAGENT_ALLOWED_ORIGINS: PAGE_ORIGIN });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
