@@ -6,7 +6,7 @@
 import { createTRPCClient, httpLink } from '@trpc/client';
 import superjson from 'superjson';
 import type { AppRouter } from '../routers/index.ts';
-import type { TabAgentClient } from '../src/client/index.ts';
+import type { ConnectionState, TabAgent, TabAgentClient } from '../src/client/index.ts';
 import type { Action, RequestInput, ResponseOf } from '../src/registry.ts';
 
 declare const client: TabAgentClient;
@@ -35,6 +35,30 @@ export async function dataChannelClient() {
   client.on('model_loading_progress', (data) => data.nonexistent);
 
   return [status, tag, text];
+}
+
+declare const typed: TabAgent;
+
+export async function typedMethods() {
+  const health = await typed.health();
+  const status: 'ok' | 'shutting_down' = health.status;
+  const chat = await typed.chat({ messages: [{ role: 'user', content: 'hi' }] }, { requestId: 'mine' });
+  const text: string = chat.response;
+  typed.on('connection', (state) => {
+    const known: ConnectionState = state;
+    return known;
+  });
+
+  // @ts-expect-error no method for an unknown action
+  await typed.chatt({ messages: [] });
+  // @ts-expect-error a required parameter is missing
+  await typed.chat();
+  // @ts-expect-error a field of the wrong type
+  await typed.set_params({ params: { temperature: 'hot' } });
+  // @ts-expect-error the answer is typed: a health answer has no `response`
+  typed.health().then((answer) => answer.response);
+
+  return [status, text];
 }
 
 export async function trpcClient() {
