@@ -5,19 +5,18 @@
  * the offscreen document (reason WEB_RTC), which connects over WebRTC; the popup streams a chat and shows
  * model-loading progress; and the connection survives server restarts, graceful and not, mid-stream.
  */
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext, type Page, type Worker } from 'playwright-core';
+import type { BrowserContext, Page, Worker } from 'playwright-core';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { buildBrowser } from '../../scripts/build-browser.ts';
 import { createSignalingClient } from '../../src/client/index.ts';
+import { launchWithExtension } from '../fixtures/chromium.ts';
 import { startDevServer, withTimeout, type DevServer } from '../fixtures/dev-server.ts';
 import { startUpstream, type Upstream } from '../fixtures/upstream.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const TOKEN_DELAY_MS = 60;
 const MODEL = 'llama3.2:3b';
 
@@ -45,22 +44,12 @@ function ready(): Promise<Setup> {
 }
 
 async function start(): Promise<Setup> {
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium (this test never skips)`);
   const { extensionDir } = await buildBrowser();
   const upstream = await startUpstream({ ollama: true, tokenDelayMs: TOKEN_DELAY_MS });
   const dataDir = await mkdtemp(path.join(tmpdir(), 'tabagent-ext-data-'));
   server = await startServer(upstream, dataDir);
   const profileDir = await mkdtemp(path.join(tmpdir(), 'tabagent-ext-profile-'));
-  const context = await chromium.launchPersistentContext(profileDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      ...['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update'],
-      ...['--disable-sync', '--no-first-run', '--disable-quic'],
-      `--disable-extensions-except=${extensionDir}`,
-      `--load-extension=${extensionDir}`,
-    ],
-  });
+  const context = await launchWithExtension(profileDir, extensionDir);
   const worker = context.serviceWorkers()[0] ?? (await context.waitForEvent('serviceworker'));
   const log: string[] = [];
   const popup = await context.newPage();

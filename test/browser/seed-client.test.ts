@@ -4,13 +4,12 @@
  * bodies and no preflight, a channel the client created (label `tabagent`, maxRetransmits 3), the seed's
  * PascalCase `request_type` messages, and a graceful SIGINT shutdown as the browser sees it.
  */
-import { existsSync } from 'node:fs';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { launchForPages } from '../fixtures/chromium.ts';
 import { startDevServer, withTimeout, type DevServer } from '../fixtures/dev-server.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const PAGE_ORIGIN = 'http://seed.test';
 
 /**
@@ -162,29 +161,9 @@ process.on('exit', () => server?.process.kill('SIGKILL'));
 /** Server up, Chromium on a cross-origin page, the seed client connected: once, shared by every test. */
 function connected(): Promise<Context> {
   return (setup ??= (async () => {
-    assert.ok(
-      existsSync(CHROMIUM),
-      `${CHROMIUM} is missing: install Debian's chromium (apt-get install -y --no-install-recommends chromium); this test never skips`,
-    );
     server = await startDevServer({ TABAGENT_ALLOWED_ORIGINS: PAGE_ORIGIN });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        ...['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update'],
-        ...['--disable-sync', '--no-first-run', '--disable-quic'],
-        // The seed calls crypto.randomUUID(), which exists only in secure contexts: an extension page is one,
-        // a plain http page is not. This makes the test's page origin one without changing it.
-        `--unsafely-treat-insecure-origin-as-secure=${PAGE_ORIGIN}`,
-      ],
-    });
-    // Chromium's Local Network Access asks before a page reaches a loopback address; an extension with host
-    // permissions is not asked. Granting it up front stands in for that (headless would deny the prompt).
-    const context = await browser.newContext();
-    await context.grantPermissions(['local-network-access'], { origin: PAGE_ORIGIN }).catch((error) => {
-      // A Chromium from before Local Network Access knows no such permission, and needs none.
-      console.warn(`could not grant local-network-access: ${error.message}`);
-    });
+    let context;
+    ({ browser, context } = await launchForPages(PAGE_ORIGIN));
     const page = await context.newPage();
     const pageLog: string[] = [];
     page.on('console', (message) => pageLog.push(`console.${message.type()}: ${message.text()}`));

@@ -3,18 +3,17 @@
  * bundle of the client library (dist/browser/tabagent-client.js) and holding its own session with the real dev
  * server (`tsx src/main.ts`), which answers chat from the in-process upstream test double.
  */
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { buildBrowser } from '../../scripts/build-browser.ts';
+import { launchForPages } from '../fixtures/chromium.ts';
 import { startDevServer, sleep, withTimeout, type DevServer } from '../fixtures/dev-server.ts';
 import { startUpstream, type Upstream } from '../fixtures/upstream.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const PAGE_ORIGIN = 'http://tabs.test';
 const MODEL = 'llama3.2:3b';
 
@@ -124,10 +123,6 @@ async function openTab(context: BrowserContext, name: string, all: Tab[]): Promi
 /** Upstream, dev server, bundle, Chromium with two tabs of the page (not yet connected): once, for every test. */
 function ready(): Promise<Context> {
   return (setup ??= (async () => {
-    assert.ok(
-      existsSync(CHROMIUM),
-      `${CHROMIUM} is missing: install Debian's chromium (apt-get install -y --no-install-recommends chromium); this test never skips`,
-    );
     const { clientBundle } = await buildBrowser();
     const bundle = await readFile(clientBundle);
     upstream = await startUpstream({ tokenDelayMs: 30 });
@@ -140,21 +135,8 @@ function ready(): Promise<Context> {
       // `disconnected` (about 5 s later) and then waits this grace (default 10 s) before suspending the session.
       TABAGENT_DISCONNECT_GRACE_MS: '1000',
     });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        ...['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update'],
-        ...['--disable-sync', '--no-first-run', '--disable-quic'],
-        // RTCPeerConnection and crypto.randomUUID want a secure context; this makes the fake origin one.
-        `--unsafely-treat-insecure-origin-as-secure=${PAGE_ORIGIN}`,
-      ],
-    });
-    const context = await browser.newContext();
-    // Local Network Access would ask before the page reaches 127.0.0.1 (headless denies the prompt).
-    await context.grantPermissions(['local-network-access'], { origin: PAGE_ORIGIN }).catch((error) => {
-      console.warn(`could not grant local-network-access: ${error.message}`); // an older Chromium needs none
-    });
+    let context: BrowserContext;
+    ({ browser, context } = await launchForPages(PAGE_ORIGIN));
     await context.route(`${PAGE_ORIGIN}/**`, (route) => {
       const { pathname } = new URL(route.request().url());
       if (pathname === '/') return route.fulfill({ contentType: 'text/html', body: PAGE_HTML });
