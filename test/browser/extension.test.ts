@@ -32,6 +32,8 @@ interface Setup {
 }
 
 let server: DevServer | undefined;
+/** Output of the servers this file has stopped, for failure messages. */
+const pastServers: string[] = [];
 let setup: Setup | undefined;
 let starting: Promise<Setup> | undefined;
 process.on('exit', () => server?.process.kill('SIGKILL'));
@@ -167,6 +169,7 @@ function words(n: number): string {
 }
 
 function startServer(upstream: Upstream, dataDir: string, port?: number): Promise<DevServer> {
+  if (server) pastServers.push(server.output());
   return startDevServer({ TABAGENT_UPSTREAM_URL: upstream.url, TABAGENT_DATA_DIR: dataDir, TABAGENT_SHUTDOWN_GRACE_MS: '15000' }, port);
 }
 
@@ -229,6 +232,8 @@ async function until<A>(popup: Page, check: (arg: A) => boolean, what: string, a
     await popup.waitForFunction(check as (arg: unknown) => boolean, arg as unknown, { timeout: timeoutMs, polling: 20 });
   } catch (error) {
     const text = await popup.evaluate(() => document.body.innerText).catch(() => '(popup gone)');
-    throw new Error(`timed out waiting for ${what}: ${(error as Error).message}\npopup:\n${text}\n${setup?.log.join('\n')}\nserver:\n${server?.output().slice(-3000)}`);
+    const port = await popup.evaluate(() => JSON.stringify((window as unknown as Partial<PortWindow>).portLog)).catch(() => '(none)');
+    const servers = [...pastServers, server?.output() ?? ''].map((output) => output.slice(-3000)).join('\n--- next server ---\n');
+    throw new Error(`timed out waiting for ${what}: ${(error as Error).message}\npopup:\n${text}\nport log: ${port}\n${setup?.log.join('\n')}\nservers:\n${servers}`);
   }
 }
