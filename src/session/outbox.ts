@@ -126,7 +126,7 @@ export class Outbox<L> {
    */
   private fit(): void {
     if (this.bytes <= this.limits.maxBytes) return;
-    this.prune();
+    // Oldest first, stopping once under the bound: a busy session pays for what it evicts, not for all it keeps.
     for (const [id, entry] of this.entries) {
       if (this.bytes <= this.limits.maxBytes) return;
       if (entry.final) this.remove(id, true);
