@@ -1,125 +1,205 @@
 /**
- * `npm run bench`: the full stack against a raw wrtc data-channel echo, measured in the same run on the same
- * machine, reported as ratios (absolute times on a shared machine mean little). Round trips are measured in
- * alternating rounds so that warm-up and background noise fall on both sides alike.
- * Writes bench/results/<date>.json.
+ * `npm run bench`: every transport against the raw wrtc echo, measured in one run on one machine and reported as
+ * ratios (absolute numbers on a shared 2-core machine mean little). The server side runs in a process of its own
+ * (bench/server.ts; native hosts are processes of their own too), so its CPU time and memory are not the clients'.
  *
- *   round trip   a small request answered (`echo`, `health`) vs a raw channel echoing one small message
- *   throughput   16 MiB up, then back: `echo` with a binary attachment vs raw 256 KiB messages each way
- *   setup        connect() (tRPC offer, answer, ICE, channel open) vs a raw in-process wrtc pair with trickle ICE
+ *   round trip   a small request answered (`health`; the raw echo: a small message), in rounds that alternate
+ *                between transports so that noise falls on all alike; server CPU over the same requests
+ *   transfer     a 64 MiB payload up, then back (each transport's way: see its `transferNote`)
+ *   setup        a new session (offer, or connection, or process) to its first answer
+ *   memory       server-side memory per idle session at 1, 10 and 100 sessions, after a forced GC
+ *   concurrency  the 100 sessions sending at once: paced, then back to back
+ *
+ * Prints a table and the issue's targets (PASS or MISS), writes bench/results/<date>.json.
+ * Knobs: BENCH_ROUND_TRIPS (10000), BENCH_SETUPS (20), BENCH_NATIVE_SETUPS (5), BENCH_TRANSFERS (3),
+ * BENCH_SESSIONS (100), BENCH_LOAD_MS (3000), BENCH_TRANSPORTS (comma-separated keys, default all; the raw echo
+ * always runs), BENCH_SERVER_PROFILE (a directory for the server's CPU profile).
  */
-import { writeFileSync } from 'node:fs';
-import { connectedChannelPair, type ChannelPair } from '../test/fixtures/wrtc-pair.ts';
-import { startServer } from '../test/fixtures/server.ts';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { loadConfig } from '../src/config.ts';
+import { setLogLevel } from '../src/log.ts';
+import { connectedChannelPair } from '../test/fixtures/wrtc-pair.ts';
+import { inBatches, MiB, percentiles, round, sleep, timeEach, type Percentiles } from './measure.ts';
+import { table, targetLines, targets, type LoadResult, type Results, type TransportResult } from './report.ts';
+import { BenchServer } from './server-process.ts';
+import { dataChannelTransport } from './transports/data-channel.ts';
+import { nativeTransport } from './transports/native.ts';
+import { rawTransport } from './transports/raw.ts';
+import { trpcTransport } from './transports/trpc.ts';
+import type { BenchSession, Transport } from './transports/types.ts';
+import { websocketTransport } from './transports/websocket.ts';
 
-const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS ?? 2000);
-const ROUNDS = 4;
-const PAYLOAD_BYTES = 16 * 1024 * 1024;
-const SETUPS = Number(process.env.BENCH_SETUPS ?? 20);
-const HIGH_WATER = 1024 * 1024;
+setLogLevel('warn');
+const knob = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
+const ROUND_TRIPS = knob('BENCH_ROUND_TRIPS', 10_000);
+const ROUNDS = 5;
+const WARM_UP = 300;
+const SETUPS = knob('BENCH_SETUPS', 20);
+const NATIVE_SETUPS = knob('BENCH_NATIVE_SETUPS', 5);
+const TRANSFERS = knob('BENCH_TRANSFERS', 3);
+const SESSIONS = knob('BENCH_SESSIONS', 100);
+const LOAD_MS = knob('BENCH_LOAD_MS', 3_000);
+/** Paced load: each session sends a request, waits for its answer, then pauses this long (uniformly drawn). */
+const PAUSE_MS: [number, number] = [50, 150];
+/** 64 MiB less room for a message's own header, so that every transport's message stays within the default 64 MiB cap. */
+const PAYLOAD_BYTES = 64 * MiB - 4096;
+const OPEN_AT_ONCE = 10;
 
-const round = (n: number) => Math.round(n * 1000) / 1000;
-function summarize(samples: number[]) {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-  return { p50_ms: round(at(0.5)), p99_ms: round(at(0.99)), n: samples.length };
-}
+const config = loadConfig(process.env);
+/** Every transport, in the table's order; each gets the server it is measured against. */
+const makers: ((server: BenchServer) => Transport<any>)[] = [
+  rawTransport,
+  dataChannelTransport,
+  () => nativeTransport(),
+  websocketTransport,
+  (server) => trpcTransport(server, config.maxMessageBytes),
+];
+const only = process.env.BENCH_TRANSPORTS?.split(',');
+const server = await BenchServer.start();
+const chosen = makers.map((make) => ({ make, transport: make(server) })).filter(({ transport: t }) => t.key === 'raw' || !only || only.includes(t.key));
+const transports = chosen.map(({ transport }) => transport);
+const log = (message: string) => console.log(`[${(performance.now() / 1000).toFixed(1)} s] ${message}`);
 
-async function time(times: number, once: () => Promise<unknown>, into: number[] = []): Promise<number[]> {
-  for (let i = 0; i < times; i++) {
-    const start = performance.now();
-    await once();
-    into.push(performance.now() - start);
+// Round trips and CPU: one session per transport, requests in alternating rounds.
+log('round trips');
+const mains = new Map<Transport, BenchSession>();
+for (const transport of transports) mains.set(transport, await transport.open());
+const samples = new Map<Transport, number[]>(transports.map((t) => [t, []]));
+const cpuMs = new Map<Transport, number>(transports.map((t) => [t, 0]));
+for (const transport of transports) await timeEach(WARM_UP, () => mains.get(transport)!.request());
+for (let round = 0; round < ROUNDS; round++) {
+  for (const transport of transports) {
+    const session = mains.get(transport)!;
+    const before = await transport.cpuMs(session);
+    await timeEach(ROUND_TRIPS / ROUNDS, () => session.request(), samples.get(transport));
+    cpuMs.set(transport, cpuMs.get(transport)! + (await transport.cpuMs(session)) - before);
   }
-  return into;
 }
-
-/** Raw echo: one side sends, the other sends each message straight back. */
-function rawEcho(pair: ChannelPair) {
-  pair.b.onmessage = ({ data }) => pair.b.send(data);
-  let waiting: (() => void) | undefined;
-  pair.a.onmessage = () => waiting?.();
-  return () =>
-    new Promise<void>((resolve) => {
-      waiting = resolve;
-      pair.a.send('{"action":"echo","request_id":"1"}');
-    });
-}
-
-/** The floor for bulk transfer: 256 KiB messages with the same backpressure rule, all up, then all back. */
-async function rawTransfer(pair: ChannelPair): Promise<number> {
-  const chunk = new Uint8Array(256 * 1024 - 64);
-  const count = Math.ceil(PAYLOAD_BYTES / chunk.length);
-  const pump = async (channel: RTCDataChannel) => {
-    for (let i = 0; i < count; i++) {
-      while (channel.bufferedAmount > HIGH_WATER) await new Promise((r) => setTimeout(r, 2));
-      channel.send(chunk);
-    }
-  };
-  const receiveAll = (channel: RTCDataChannel) =>
-    new Promise<void>((resolve) => {
-      let received = 0;
-      channel.onmessage = () => {
-        if (++received === count) resolve();
-      };
-    });
-  const start = performance.now();
-  const up = receiveAll(pair.b);
-  await pump(pair.a);
-  await up;
-  const back = receiveAll(pair.a);
-  await pump(pair.b);
-  await back;
-  return performance.now() - start;
-}
-
+// For comparison with runs before this suite: both ends of the raw channel in this one process.
 const pair = await connectedChannelPair();
-const server = await startServer({ maxSessionsPerIp: 1000 });
-const client = await server.client();
-const raw = rawEcho(pair);
+pair.b.onmessage = ({ data }) => pair.b.send(data);
+let echoed: () => void = () => {};
+pair.a.onmessage = () => echoed();
+const inProcess = percentiles(
+  await timeEach(2000, () => new Promise<void>((resolve) => ((echoed = resolve), pair.a.send('{"action":"health","request_id":"1"}')))),
+);
+pair.close();
 
-const samples = { raw: [] as number[], echo: [] as number[], health: [] as number[] };
-await time(200, raw);
-await time(200, () => client.request('echo'));
-for (let r = 0; r < ROUNDS; r++) {
-  await time(ROUND_TRIPS / ROUNDS, raw, samples.raw);
-  await time(ROUND_TRIPS / ROUNDS, () => client.request('echo'), samples.echo);
-  await time(ROUND_TRIPS / ROUNDS, () => client.request('health'), samples.health);
+// Transfers: the best of BENCH_TRANSFERS, after a quarter-size one that is not timed (SCTP's congestion window
+// starts small on each association and grows with bulk traffic, which small round trips do not bring).
+log('transfers');
+const payload = new Uint8Array(PAYLOAD_BYTES).map((_, i) => i);
+const transferMBps = new Map<Transport, number[]>();
+for (let i = -1; i < TRANSFERS; i++) {
+  for (const transport of transports) {
+    const session = mains.get(transport)!;
+    if (!session.transfer) continue;
+    const bytes = i < 0 ? payload.subarray(0, PAYLOAD_BYTES / 4) : payload;
+    const start = performance.now();
+    await session.transfer(bytes);
+    const MBps = round((2 * bytes.length) / 1e6 / ((performance.now() - start) / 1000), 1);
+    if (i >= 0) transferMBps.set(transport, [...(transferMBps.get(transport) ?? []), MBps]);
+  }
 }
 
-const rawTransferMs = await rawTransfer(pair);
-const payload = new Uint8Array(PAYLOAD_BYTES);
-const start = performance.now();
-const { attachment } = await client.call('echo', {}, { attachment: payload });
-const fullTransferMs = performance.now() - start;
-if (attachment?.length !== PAYLOAD_BYTES) throw new Error('echo lost bytes');
+log('setups');
+const setups = new Map<Transport, number[]>(transports.map((t) => [t, []]));
+for (let i = 0; i < SETUPS; i++) {
+  for (const transport of transports) {
+    if (transport.key === 'native' && i >= NATIVE_SETUPS) continue;
+    let session!: BenchSession;
+    await timeEach(1, async () => (session = await transport.open()), setups.get(transport));
+    await session.close();
+  }
+}
 
-const rawSetup = await time(SETUPS, async () => (await connectedChannelPair()).close());
-const fullSetup = await time(SETUPS, async () => (await server.client()).close());
-pair.close();
-await server.close();
+for (const session of mains.values()) await session.close();
+await server.stop();
 
-const mbps = (ms: number) => round((2 * PAYLOAD_BYTES) / 1e6 / (ms / 1000));
-const result = {
+// Memory per idle session, then the concurrency test on the 100 sessions. Each transport gets a server process
+// of its own: memory that an earlier phase freed is handed back to the system slowly, and would blur a baseline.
+const memory = new Map<string, { rss: Record<string, number | null>; heap: Record<string, number | null> }>();
+const concurrent = new Map<string, TransportResult['concurrent']>();
+const sessionCounts = [1, 10, SESSIONS];
+for (const { make } of chosen) {
+  const fresh = await BenchServer.start();
+  const transport = make(fresh);
+  log(`memory and concurrency: ${transport.label}`);
+  const perSession = () => Object.fromEntries(sessionCounts.map((n) => [n, null])) as Record<string, number | null>;
+  const result = { rss: perSession(), heap: perSession() };
+  // One session first, opened and closed, so that what the first one sets up for all (wrtc's threads) is not counted.
+  await (await transport.open()).close();
+  const sessions: BenchSession[] = [];
+  const baseline = await transport.memory(sessions);
+  for (const count of transport.sessionCounts ?? sessionCounts) {
+    sessions.push(...(await inBatches(count - sessions.length, OPEN_AT_ONCE, () => transport.open())));
+    const now = await transport.memory(sessions);
+    result.rss[count] = Math.round((now.rssBytes - baseline.rssBytes) / count);
+    if (now.heapBytes !== undefined) result.heap[count] = Math.round((now.heapBytes - baseline.heapBytes!) / count);
+  }
+  memory.set(transport.key, result);
+  if (sessions.length === SESSIONS) {
+    const paced = await load(sessions, PAUSE_MS);
+    const busy = await load(sessions);
+    concurrent.set(transport.key, { sessions: SESSIONS, paced, back_to_back: busy });
+  }
+  await inBatches(sessions.length, OPEN_AT_ONCE, (i) => sessions[i].close());
+  await fresh.stop();
+}
+
+/** Every session sends requests for LOAD_MS, one at a time each, with a pause after each answer when `pause` is given. */
+async function load(sessions: BenchSession[], pause?: [number, number]): Promise<LoadResult> {
+  const times: number[] = [];
+  const end = performance.now() + LOAD_MS;
+  const pauseMs = () => (pause ? pause[0] + Math.random() * (pause[1] - pause[0]) : 0);
+  await Promise.all(
+    sessions.map(async (session) => {
+      if (pause) await sleep(Math.random() * pause[1]); // not all at once
+      while (performance.now() < end) {
+        await timeEach(1, () => session.request(), times);
+        if (pause) await sleep(pauseMs());
+      }
+    }),
+  );
+  return { ...percentiles(times), requests_per_s: Math.round(times.length / (LOAD_MS / 1000)) };
+}
+
+const results: Results = {};
+for (const transport of transports) {
+  const runs = transferMBps.get(transport);
+  results[transport.key] = {
+    label: transport.label,
+    round_trip: percentiles(samples.get(transport)!),
+    cpu_ms_per_10k_requests: round((cpuMs.get(transport)! * 10_000) / ROUND_TRIPS, 0),
+    transfer: runs ? { MBps: Math.max(...runs), runs, how: transport.transferNote } : { na: transport.transferNote },
+    setup: percentiles(setups.get(transport)!) as Percentiles,
+    memory_per_session_bytes: memory.get(transport.key)!.rss,
+    heap_per_session_bytes: memory.get(transport.key)!.heap,
+    ...(transport.sessionNote && { memory_note: transport.sessionNote }),
+    ...(concurrent.get(transport.key) && { concurrent: concurrent.get(transport.key) }),
+  };
+}
+
+const checked = targets(results);
+const output = {
   date: new Date().toISOString(),
   node: process.version,
-  round_trip: { raw: summarize(samples.raw), echo: summarize(samples.echo), health: summarize(samples.health) },
-  transfer_16MiB_each_way_MBps: { raw: mbps(rawTransferMs), echo: mbps(fullTransferMs) },
-  setup: { raw: summarize(rawSetup), connect: summarize(fullSetup) },
+  cpus: os.cpus().length,
+  settings: { ROUND_TRIPS, SETUPS, NATIVE_SETUPS, TRANSFERS, SESSIONS, LOAD_MS, PAUSE_MS, PAYLOAD_BYTES },
+  results,
+  raw_in_process_pair_round_trip: inProcess,
+  targets: checked,
 };
-
-const rows: [string, number, number, number | null][] = [
-  ['round trip p50 (ms)', result.round_trip.raw.p50_ms, result.round_trip.echo.p50_ms, result.round_trip.health.p50_ms],
-  ['round trip p99 (ms)', result.round_trip.raw.p99_ms, result.round_trip.echo.p99_ms, result.round_trip.health.p99_ms],
-  ['16 MiB up + back (MB/s)', result.transfer_16MiB_each_way_MBps.raw, result.transfer_16MiB_each_way_MBps.echo, null],
-  ['session setup p50 (ms)', result.setup.raw.p50_ms, result.setup.connect.p50_ms, null],
-];
-console.log(`\n${'metric'.padEnd(26)}${'raw wrtc'.padStart(10)}${'full stack'.padStart(12)}${'(health)'.padStart(10)}   full / raw`);
-for (const [name, base, full, health] of rows) {
-  const cells = [base, full, health].map((v, i) => (v === null ? '' : String(v)).padStart([10, 12, 10][i])).join('');
-  console.log(`${name.padEnd(26)}${cells}   ${round(full / base)}x`);
+console.log(`\n${table(results, sessionCounts)}`);
+console.log(`\nratios in parentheses are to the raw wrtc echo; raw wrtc with both ends in one process: p50 ${inProcess.p50_ms} ms, p99 ${inProcess.p99_ms} ms`);
+for (const transport of transports) {
+  const note = 'na' in results[transport.key].transfer ? 'transfer n/a' : 'transfer';
+  console.log(`  ${transport.label}: ${note}: ${transport.transferNote}${transport.sessionNote ? `; memory: ${transport.sessionNote}` : ''}`);
 }
-const file = new URL(`./results/${result.date.slice(0, 10)}.json`, import.meta.url);
-writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+console.log(`\ntargets (data channel, this run):\n${targetLines(checked)}`);
+mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+const file = new URL(`./results/${output.date.slice(0, 10)}.json`, import.meta.url);
+writeFileSync(file, JSON.stringify(output, null, 2) + '\n');
 console.log(`\nwrote ${file.pathname}`);
 process.exit(0);

@@ -17,6 +17,7 @@ import { SessionManager } from './session/manager.ts';
 import { Signaling } from './signaling.ts';
 import { Stats } from './stats.ts';
 import type { Store } from './store/types.ts';
+import { WEBSOCKET_PATH, WebSocketEndpoint } from './ws/endpoint.ts';
 
 export const VERSION = '0.1.0';
 
@@ -36,11 +37,13 @@ export interface AppDeps {
 }
 
 export interface App {
-  /** The whole server as a fetch handler: `/trpc/*`, `/v1/webrtc/*`. `info.ip` is the client's address. */
+  /** The whole server as a fetch handler: `/trpc/*`, `/v1/webrtc/*`, `/v1/ws`. `info.ip` is the client's address. */
   fetch(request: Request, info?: { ip?: string }): Promise<Response>;
   /** Graceful shutdown: tells every channel, lets in-flight requests finish within the grace, closes every peer. */
   close(graceMs?: number): Promise<void>;
   readonly sessions: SessionManager;
+  /** WebSocket sockets (`GET /v1/ws`; mounted by `serveApp` in src/ws/serve.ts). */
+  readonly websockets: WebSocketEndpoint;
   readonly dispatcher: Dispatcher;
   readonly stats: Stats;
 }
@@ -73,6 +76,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
   );
   sessions = new SessionManager(config, { createPeer: deps.createPeer ?? createWrtcPeer, dispatcher, stats });
   const signaling = new Signaling(sessions, config);
+  const websockets = new WebSocketEndpoint(config, { dispatcher, stats });
   const rpcCaller = new Caller('rpc');
 
   async function route(request: Request, ip: string): Promise<Response> {
@@ -90,14 +94,16 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
       });
     }
     if (path.startsWith(REST_PREFIX)) return handleRest(request, path, ip, signaling, config.maxBodyBytes);
+    if (path === WEBSOCKET_PATH) return websockets.handle(request, ip);
     if (path === '/' && request.method === 'GET') {
-      return json({ name: 'tabagent-webrtc', version: VERSION, trpc: '/trpc', rest: REST_PREFIX });
+      return json({ name: 'tabagent-webrtc', version: VERSION, trpc: '/trpc', rest: REST_PREFIX, websocket: WEBSOCKET_PATH });
     }
     return errorResponse(new AppError('not_found', `No route ${request.method} ${path}`));
   }
 
   return {
     sessions,
+    websockets,
     dispatcher,
     stats,
     async fetch(request, info = {}) {
@@ -111,7 +117,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
       return response;
     },
     close(graceMs) {
-      closing ??= sessions.shutdown(graceMs);
+      closing ??= Promise.all([sessions.shutdown(graceMs), websockets.shutdown(graceMs)]).then(() => {});
       return closing;
     },
   };

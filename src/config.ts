@@ -53,6 +53,13 @@ export const configSchema = z.object({
   databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
   /** The upstream embedding model for documents and search; unset: the embedded hashed model. */
   embeddingModel: z.string().min(1).optional(),
+  /**
+   * Extensions that may start the native messaging host, written into its manifest by `--install-native-host`.
+   * Exactly Chrome's form, `chrome-extension://<32-letter id>/`: Chrome accepts no wildcards there.
+   */
+  nativeAllowedOrigins: z
+    .array(z.string().regex(/^chrome-extension:\/\/[a-p]{32}\/$/, 'each origin must be chrome-extension://<32-letter extension id>/'))
+    .default([]),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -83,12 +90,14 @@ export const ENV_VARS = {
   dataDir: 'TABAGENT_DATA_DIR',
   databaseUrl: 'DATABASE_URL',
   embeddingModel: 'TABAGENT_EMBEDDING_MODEL',
+  nativeAllowedOrigins: 'TABAGENT_NATIVE_ALLOWED_ORIGINS',
 } as const satisfies Record<keyof Config, string>;
 
 /** Parses list settings: ICE servers as JSON or comma-separated URLs, origins comma-separated. */
 const fromText: Partial<Record<keyof Config, (text: string) => unknown>> = {
   iceServers: (text) => (text.trim().startsWith('[') ? JSON.parse(text) : splitList(text).map((urls) => ({ urls }))),
   allowedOrigins: splitList,
+  nativeAllowedOrigins: splitList,
 };
 
 function splitList(text: string): string[] {

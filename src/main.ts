@@ -1,25 +1,35 @@
 /**
  * The server entry: `npx tsx src/main.ts` (Node) or `deno task dev` (Deno). Reads config from the environment,
- * serves the fetch handler, shuts down gracefully on SIGINT/SIGTERM.
+ * serves the fetch handler, shuts down gracefully on SIGINT/SIGTERM. `--native-host` serves the same app to Chrome
+ * over native messaging instead, and `--install-native-host` registers that host (docs/NATIVE_MESSAGING.md).
  */
-import { serve } from 'srvx';
 import { createApp } from './app.ts';
 import { loadConfig } from './config.ts';
+import { runNativeHost } from './native/host.ts';
+import { installNativeHost } from './native/install.ts';
+import { nativeMode } from './native/mode.ts';
 import { openStore } from './store/index.ts';
 import { log } from './log.ts';
+import { WEBSOCKET_PATH } from './ws/endpoint.ts';
+import { serveApp } from './ws/serve.ts';
 
 const config = loadConfig(process.env);
-const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
-const app = createApp(config, { store });
-const server = serve({
-  hostname: config.host,
-  port: config.port,
-  silent: true,
-  gracefulShutdown: false,
-  fetch: (request) => app.fetch(request, { ip: request.ip }),
+const args = process.argv.slice(2);
+const mode = nativeMode(args);
+if (mode === 'install') process.exit(await installNativeHost(config, args));
+
+const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl }).catch((error) => {
+  // Chrome starts a host per port and the embedded store takes one process: a host that cannot have it serves
+  // without it (its types answer `backend_unavailable`) rather than dying unexplained to the extension.
+  if (mode !== 'host') throw error;
+  log.warn(`native host running without the store: ${(error as Error).message}`);
+  return undefined;
 });
+const app = createApp(config, { store });
+if (mode === 'host') process.exit(await runNativeHost({ config, app, args, close: async () => store?.close() }));
+const server = serveApp(app, { hostname: config.host, port: config.port });
 await server.ready();
-log.info(`tabagent-webrtc listening on http://${config.host}:${config.port}`, { trpc: '/trpc', rest: '/v1/webrtc/', store: store.kind });
+log.info(`tabagent-webrtc listening on http://${config.host}:${config.port}`, { trpc: '/trpc', rest: '/v1/webrtc/', websocket: WEBSOCKET_PATH, store: store?.kind });
 
 let stopping = false;
 async function stop(signal: string): Promise<void> {
@@ -28,7 +38,7 @@ async function stop(signal: string): Promise<void> {
   log.info(`${signal}: shutting down`, { grace_ms: config.shutdownGraceMs });
   await app.close();
   await server.close(true);
-  await store.close();
+  await store?.close();
   log.info('stopped');
   // wrtc's native threads can keep the event loop alive after every peer is closed: leave explicitly.
   process.exit(0);

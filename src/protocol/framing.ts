@@ -27,7 +27,8 @@ function viewOf(bytes: Uint8Array): DataView {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-function decodeUtf8(bytes: Uint8Array, what: string): string {
+/** Strict UTF-8 decoding; invalid bytes are `invalid_json`, naming `what` was being read. */
+export function decodeUtf8(bytes: Uint8Array, what: string): string {
   try {
     return decoder.decode(bytes);
   } catch (error) {

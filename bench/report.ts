@@ -1,0 +1,128 @@
+/** The bench's table (every transport, with its ratio to the raw echo) and the issue's targets, PASS or MISS. */
+import { round, type Percentiles } from './measure.ts';
+
+export interface LoadResult extends Percentiles {
+  requests_per_s: number;
+}
+
+export interface TransportResult {
+  label: string;
+  round_trip: Percentiles;
+  cpu_ms_per_10k_requests: number;
+  /** The best of the timed transfers (`runs`, MB/s: payload bytes both ways over the time). */
+  transfer: { MBps: number; runs: number[]; how: string } | { na: string };
+  setup: Percentiles;
+  /** Server-side resident bytes per idle session, by number of sessions open; null where not measured. */
+  memory_per_session_bytes: Record<string, number | null>;
+  /** The same for the server's JS heap and buffers, where the server is the bench's own process. */
+  heap_per_session_bytes: Record<string, number | null>;
+  memory_note?: string;
+  concurrent?: { sessions: number; paced: LoadResult; back_to_back: LoadResult };
+}
+
+export type Results = Record<string, TransportResult>;
+
+const LABEL_WIDTH = 34;
+const CELL_WIDTH = 18;
+
+type Cell = number | null | undefined;
+type Row = [name: string, pick: (result: TransportResult) => Cell];
+
+/** Rows of the table, each a name and how to read its value; rows no transport has are left out. */
+function rows(results: Results, sessionCounts: number[]): Row[] {
+  const n = sessionCounts[sessionCounts.length - 1];
+  const concurrent = (pick: (c: NonNullable<TransportResult['concurrent']>) => number) => (r: TransportResult) =>
+    r.concurrent ? pick(r.concurrent) : null;
+  const all: Row[] = [
+    ['round trip p50 (ms)', (r) => r.round_trip.p50_ms],
+    ['round trip p99 (ms)', (r) => r.round_trip.p99_ms],
+    ['64 MiB up, then back (MB/s)', (r) => ('MBps' in r.transfer ? r.transfer.MBps : null)],
+    ['setup to first answer p50 (ms)', (r) => r.setup.p50_ms],
+    ['server CPU per 10k requests (ms)', (r) => r.cpu_ms_per_10k_requests],
+    ...sessionCounts.map((count): Row => [`memory per idle session @${count} (KiB)`, (r) => kib(r.memory_per_session_bytes[count])]),
+    [`JS heap per idle session @${n} (KiB)`, (r) => kib(r.heap_per_session_bytes[n])],
+    [`${n} sessions paced: p50 (ms)`, concurrent((c) => c.paced.p50_ms)],
+    [`${n} sessions paced: p99 (ms)`, concurrent((c) => c.paced.p99_ms)],
+    [`${n} sessions back to back: p50 (ms)`, concurrent((c) => c.back_to_back.p50_ms)],
+    [`${n} sessions back to back: p99 (ms)`, concurrent((c) => c.back_to_back.p99_ms)],
+    [`${n} sessions back to back: req/s`, concurrent((c) => c.back_to_back.requests_per_s)],
+  ];
+  return all.filter(([, pick]) => Object.values(results).some((r) => pick(r) !== null));
+}
+
+export function table(results: Results, sessionCounts: number[]): string {
+  const keys = Object.keys(results);
+  const raw = results.raw;
+  const lines = [''.padEnd(LABEL_WIDTH) + keys.map((key) => results[key].label.padStart(CELL_WIDTH)).join('')];
+  for (const [name, pick] of rows(results, sessionCounts)) {
+    const base = raw ? pick(raw) : null;
+    const cells = keys.map((key) => {
+      const value = pick(results[key]);
+      if (value === null || value === undefined) return 'n/a'.padStart(CELL_WIDTH);
+      const ratio = key !== 'raw' && base ? ` (${formatRatio(value / base)})` : '';
+      return `${formatNumber(value)}${ratio}`.padStart(CELL_WIDTH);
+    });
+    lines.push(name.padEnd(LABEL_WIDTH) + cells.join(''));
+  }
+  return lines.join('\n');
+}
+
+function kib(bytes: number | null | undefined): Cell {
+  return bytes === null || bytes === undefined ? null : round(bytes / 1024, 1);
+}
+
+function formatNumber(value: number): string {
+  if (Math.abs(value) >= 100) return String(Math.round(value));
+  return String(round(value, Math.abs(value) >= 10 ? 1 : 2));
+}
+
+function formatRatio(ratio: number): string {
+  return `${ratio >= 10 ? Math.round(ratio) : round(ratio, 2)}x`;
+}
+
+export interface Target {
+  target: string;
+  measured: string;
+  pass: boolean;
+}
+
+/** The issue's targets for the data channel, as ratios to the raw echo of the same run where they are ratios. */
+export function targets(results: Results): Target[] {
+  const raw = results.raw;
+  const full = results.data_channel;
+  if (!raw || !full) return [];
+  const list: Target[] = [];
+  const ratioTarget = (name: string, ours: number, floor: number, unit: string, holds: (ratio: number) => boolean) => {
+    const ratio = ours / floor;
+    list.push({ target: name, measured: `${formatNumber(ours)} vs ${formatNumber(floor)} ${unit} = ${formatRatio(ratio)}`, pass: holds(ratio) });
+  };
+  ratioTarget('round trip p50 within 2x raw', full.round_trip.p50_ms, raw.round_trip.p50_ms, 'ms', (r) => r <= 2);
+  ratioTarget('round trip p99 within 2x raw', full.round_trip.p99_ms, raw.round_trip.p99_ms, 'ms', (r) => r <= 2);
+  if ('MBps' in full.transfer && 'MBps' in raw.transfer) {
+    ratioTarget('throughput at least 0.8x raw', full.transfer.MBps, raw.transfer.MBps, 'MB/s', (r) => r >= 0.8);
+    list.push({ target: 'throughput at least 50 MB/s', measured: `${formatNumber(full.transfer.MBps)} MB/s`, pass: full.transfer.MBps >= 50 });
+  }
+  list.push({ target: 'setup p50 under 60 ms (trickle ICE)', measured: `${formatNumber(full.setup.p50_ms)} ms`, pass: full.setup.p50_ms < 60 });
+  if (full.concurrent) {
+    const { sessions, paced, back_to_back: busy } = full.concurrent;
+    const floor = raw.concurrent;
+    const vsRaw = (theirs?: number) => (theirs ? ` (raw: ${formatNumber(theirs)} ms)` : '');
+    list.push({
+      target: `${sessions} sessions, paced: p99 under 10 ms`,
+      measured: `${formatNumber(paced.p99_ms)} ms${vsRaw(floor?.paced.p99_ms)}`,
+      pass: paced.p99_ms < 10,
+    });
+    list.push({
+      target: `${sessions} sessions, back to back: p99 under 10 ms`,
+      measured: `${formatNumber(busy.p99_ms)} ms${vsRaw(floor?.back_to_back.p99_ms)}`,
+      pass: busy.p99_ms < 10,
+    });
+  }
+  return list;
+}
+
+export function targetLines(list: Target[]): string {
+  const width = Math.max(...list.map((t) => t.target.length)) + 2;
+  const measuredWidth = Math.max(...list.map((t) => t.measured.length)) + 2;
+  return list.map((t) => `${t.target.padEnd(width)}${t.measured.padEnd(measuredWidth)}${t.pass ? 'PASS' : 'MISS'}`).join('\n');
+}

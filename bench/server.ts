@@ -1,0 +1,75 @@
+/**
+ * The server side of `npm run bench`, forked by bench/server-process.ts with --expose-gc: the app served as
+ * `npm start` serves it (data channel, WebSocket, tRPC; no store, no upstream), and raw wrtc echo peers whose
+ * signaling comes over IPC. Session limits are raised so that 100 sessions per transport fit.
+ */
+import wrtc from '@roamhq/wrtc';
+import { createApp } from '../src/app.ts';
+import { loadConfig } from '../src/config.ts';
+import { setLogLevel } from '../src/log.ts';
+import { serveApp } from '../src/ws/serve.ts';
+import { echo } from './raw-echo.ts';
+import type { FromServer, ToServer } from './server-process.ts';
+import { sleep } from './measure.ts';
+
+setLogLevel('warn');
+const config = loadConfig(process.env, { port: 0, upstreamUrl: 'off', maxSessions: 10_000, maxSessionsPerIp: 10_000 });
+const app = createApp(config);
+const server = await serveApp(app, { hostname: '127.0.0.1', port: 0 }).ready();
+const gc = (globalThis as { gc?: () => void }).gc;
+
+const send = (message: FromServer): void => void process.send!(message);
+const rawPeers = new Map<string, { pc: RTCPeerConnection; early: RTCIceCandidateInit[]; answered: boolean }>();
+
+async function rawOffer(peer: string, sdp: string): Promise<string> {
+  const pc: RTCPeerConnection = new wrtc.RTCPeerConnection({ iceServers: [] });
+  const state = { pc, early: [] as RTCIceCandidateInit[], answered: false };
+  rawPeers.set(peer, state);
+  pc.onicecandidate = ({ candidate }) => {
+    if (candidate) send({ type: 'raw-candidate', peer, candidate: candidate.toJSON() });
+  };
+  pc.ondatachannel = ({ channel }) => echo(channel);
+  await pc.setRemoteDescription({ type: 'offer', sdp });
+  const answer = await pc.createAnswer();
+  await pc.setLocalDescription(answer);
+  state.answered = true;
+  for (const candidate of state.early) await pc.addIceCandidate(candidate).catch(() => {});
+  return answer.sdp!;
+}
+
+async function handle(message: ToServer): Promise<void> {
+  switch (message.type) {
+    case 'usage': {
+      if (message.gc && gc) {
+        // wrtc frees a closed peer's native side some time after its JS object goes: collect, wait, collect.
+        gc();
+        await sleep(200);
+        gc();
+      }
+      const { user, system } = process.cpuUsage();
+      const { rss, heapUsed, external } = process.memoryUsage();
+      return send({ type: 'reply', id: message.id, cpuMs: (user + system) / 1000, memory: { rssBytes: rss, heapBytes: heapUsed + external } });
+    }
+    case 'raw-offer':
+      return send({ type: 'reply', id: message.id, sdp: await rawOffer(message.peer, message.sdp) });
+    case 'raw-candidate': {
+      const state = rawPeers.get(message.peer);
+      if (state && !state.answered) state.early.push(message.candidate);
+      else state?.pc.addIceCandidate(message.candidate).catch(() => {});
+      return;
+    }
+    case 'raw-close':
+      rawPeers.get(message.peer)?.pc.close();
+      rawPeers.delete(message.peer);
+      return send({ type: 'reply', id: message.id });
+  }
+}
+
+process.on('message', (message: ToServer) => void handle(message));
+process.on('SIGTERM', async () => {
+  await app.close(0);
+  for (const { pc } of rawPeers.values()) pc.close();
+  await server.close(true);
+  process.exit(0);
+});
+send({ type: 'ready', url: new URL(server.url!).origin });

@@ -1,0 +1,30 @@
+/**
+ * Serves the app with srvx, with crossws mounted for `GET /v1/ws`: one call for every place that listens
+ * (`src/main.ts`, tests, benchmarks). crossws's `serve` is srvx's, plus the upgrade: on Node it takes the HTTP
+ * server's `upgrade` event (ws under the hood), on Deno it calls `Deno.upgradeWebSocket`. Either way it asks
+ * `app.fetch` first, so routing and the origin check are the app's, as for every other request.
+ */
+import { serve } from 'crossws/server';
+import type { Server } from 'srvx';
+import type { App } from '../app.ts';
+
+export interface ListenOptions {
+  hostname: string;
+  /** 0 picks a free port (`server.url` tells which). */
+  port: number;
+}
+
+export function serveApp(app: App, { hostname, port }: ListenOptions): Server {
+  return serve({
+    hostname,
+    port,
+    silent: true,
+    // The caller owns shutdown (src/main.ts: SIGINT/SIGTERM, then app.close()).
+    gracefulShutdown: false,
+    fetch: (request) => app.fetch(request, { ip: request.ip }),
+    websocket: {
+      // No hooks here: crossws resolves them per upgrade from app.fetch (see endpoint.ts).
+      options: { node: { serverOptions: { maxPayload: app.websockets.maxReadBytes } } },
+    },
+  });
+}
