@@ -1,14 +1,13 @@
 import http from 'node:http';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createApp, type App } from '../src/app.ts';
-import { loadConfig, type ConfigInput } from '../src/config.ts';
+import type { App } from '../src/app.ts';
+import type { ConfigInput } from '../src/config.ts';
 import { encodeEnvelope, encodeFragment } from '../src/protocol/framing.ts';
 import { WebSocketClient, type Frame } from '../src/ws/client.ts';
 import { WEBSOCKET_PATH } from '../src/ws/endpoint.ts';
-import { serveApp } from '../src/ws/serve.ts';
 import { fakeInference } from './fixtures/engine.ts';
-import { until } from './fixtures/server.ts';
+import { startServer, until } from './fixtures/server.ts';
 
 const MAX_MESSAGE_BYTES = 64 * 1024;
 
@@ -19,15 +18,13 @@ interface WsServer {
   close(): Promise<void>;
 }
 
-/** A real server on a random loopback port, WebSocket route mounted, the fake inference engine behind it. */
+/** The test server with the fake inference engine behind it, and WebSocket clients that close with it. */
 async function startWsServer(overrides: ConfigInput, onStart: (signal: AbortSignal) => void): Promise<WsServer> {
-  const config = loadConfig({}, { port: 0, upstreamUrl: 'off', shutdownGraceMs: 1_000, ...overrides });
-  const app = createApp(config, { engines: fakeInference({ tokenDelayMs: 20, onStart }) });
-  const server = await serveApp(app, { hostname: '127.0.0.1', port: 0 }).ready();
-  const url = new URL(WEBSOCKET_PATH, server.url!.replace('http', 'ws'));
+  const server = await startServer(overrides, { engines: fakeInference({ tokenDelayMs: 20, onStart }) });
+  const url = new URL(WEBSOCKET_PATH, server.url.replace('http', 'ws'));
   const clients: WebSocketClient[] = [];
   return {
-    app,
+    app: server.app,
     url,
     async connect() {
       const client = await WebSocketClient.connect(url);
@@ -35,9 +32,9 @@ async function startWsServer(overrides: ConfigInput, onStart: (signal: AbortSign
       return client;
     },
     async close() {
-      await app.close(0);
+      await server.app.close(0);
       await Promise.all(clients.map((client) => client.close()));
-      await server.close(true);
+      await server.close();
     },
   };
 }
