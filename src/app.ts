@@ -117,7 +117,12 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
       return response;
     },
     close(graceMs) {
-      closing ??= Promise.all([sessions.shutdown(graceMs), websockets.shutdown(graceMs)]).then(() => {});
+      closing ??= Promise.all([
+        sessions.shutdown(graceMs),
+        websockets.shutdown(graceMs),
+        // tRPC `rpc.*` calls: what outlives the grace is answered `shutting_down` too, before the process exits.
+        dispatcher.drainOrCancel(graceMs ?? config.shutdownGraceMs, () => [rpcCaller]),
+      ]).then(() => {});
       return closing;
     },
   };

@@ -163,6 +163,21 @@ export class Dispatcher {
     this.accepting = false;
   }
 
+  /**
+   * The end of a graceful shutdown for one transport: requests in flight get `graceMs` to finish; then those of
+   * `callers` still running are cancelled with `cancellation` and get `flushMs` to produce their final answers.
+   */
+  async drainOrCancel(
+    graceMs: number,
+    callers: () => Iterable<Caller>,
+    cancellation = new AppError('shutting_down', 'Server shut down before the request finished'),
+    flushMs = 1_000,
+  ): Promise<void> {
+    if (await this.drain(graceMs)) return;
+    for (const caller of callers()) caller.cancel(cancellation);
+    await this.drain(flushMs);
+  }
+
   /** Resolves true once nothing is in flight, or false when `timeoutMs` passes first. */
   drain(timeoutMs: number): Promise<boolean> {
     if (this.running === 0) return Promise.resolve(true);

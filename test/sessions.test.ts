@@ -1,6 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { App } from '../src/app.ts';
+import { createSignalingClient } from '../src/client/index.ts';
 import { AppError } from '../src/errors.ts';
 import { fakeInference } from './fixtures/engine.ts';
 import { startServer, until } from './fixtures/server.ts';
@@ -161,6 +162,20 @@ shutdown('tells every channel, lets in-flight requests finish, then closes every
     assert.is(notices.length, 2, 'each channel was told');
     assert.is(server.app.sessions.size, 0);
     await until(() => clients.every((c) => !c.open), 'client channels to close');
+  } finally {
+    await server.close();
+  }
+});
+
+shutdown('a tRPC rpc.* call that outlives the grace is answered shutting_down too', async () => {
+  const server = await startServer({}, { engines: fakeInference({ tokenDelayMs: 200 }) });
+  try {
+    const api = createSignalingClient({ url: server.url });
+    const running = api.rpc.chat.mutate({ messages: [{ role: 'user', content: 'a b c d e f g h i j k l' }] }).catch((e) => e);
+    await until(() => server.app.dispatcher.inFlightCount === 1, 'the call to start');
+    await server.app.close(100);
+    const error = (await running) as { data?: { appCode?: string } };
+    assert.is(error.data?.appCode, 'shutting_down');
   } finally {
     await server.close();
   }

@@ -9,6 +9,7 @@ import { Caller } from '../dispatch.ts';
 import { AppError } from '../errors.ts';
 import { log } from '../log.ts';
 import { decodeRequestObject, errorFrame, type ErrorFrame } from '../protocol/frames.ts';
+import { shutdownNotice } from '../protocol/events.ts';
 import { decodeUtf8, utf8Length } from '../protocol/framing.ts';
 import { decodeEnvelope, envelopeAnswer, isEnvelope } from './envelope.ts';
 import { fragmentJson } from './fragments.ts';
@@ -67,10 +68,7 @@ export function runNativeHost({ config, app, close, args = [] }: NativeHostOptio
       stopping ??= (async () => {
         log.info(`native host stopping: ${why}`, { in_flight: caller.inFlight.size, grace_ms: graceMs });
         app.dispatcher.stopAccepting();
-        if (!(await app.dispatcher.drain(graceMs))) {
-          caller.cancel(cancellation);
-          await app.dispatcher.drain(CANCEL_FLUSH_MS);
-        }
+        await app.dispatcher.drainOrCancel(graceMs, () => [caller], cancellation, CANCEL_FLUSH_MS);
         await out.flush();
         await app.close(0);
         await close();
@@ -108,7 +106,7 @@ export function runNativeHost({ config, app, close, args = [] }: NativeHostOptio
       if (signalled) process.exit(1); // a second signal means now
       signalled = true;
       // As on a data channel: the caller learns of the shutdown while its requests still have the grace to finish.
-      out.send({ type: 'event', event: 'shutting_down', data: { grace_ms: config.shutdownGraceMs } });
+      out.send(shutdownNotice(config.shutdownGraceMs));
       stop(signal, config.shutdownGraceMs, new AppError('shutting_down', 'Server shut down before the request finished'));
     };
     process.on('SIGTERM', onSignal);

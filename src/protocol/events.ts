@@ -18,3 +18,8 @@ export const eventSchemas = {
 
 export type EventName = keyof typeof eventSchemas;
 export type EventData<E extends EventName> = z.infer<(typeof eventSchemas)[E]>;
+
+/** What every transport sends when a graceful shutdown begins. */
+export function shutdownNotice(graceMs: number) {
+  return { type: 'event', event: 'shutting_down', data: { grace_ms: graceMs } satisfies EventData<'shutting_down'> } as const;
+}

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../config.ts';
 import type { Dispatcher } from '../dispatch.ts';
+import { shutdownNotice } from '../protocol/events.ts';
 import { AppError } from '../errors.ts';
 import { log, redact } from '../log.ts';
 import { createServerOffer } from '../peer/offer.ts';
@@ -18,8 +19,8 @@ export interface ManagerDeps {
 
 /** Client candidates held before the answer; a real client sends a handful. */
 const MAX_EARLY_CANDIDATES = 64;
-/** After shutdown's grace, how long cancelled requests get to send their final answers. */
-const CANCEL_FLUSH_MS = 1_000;
+/** How long the links get to hand over the last answers before the peers close. */
+const FLUSH_MS = 1_000;
 /** An empty send buffer is not delivery: SCTP still holds the tail briefly, and closing drops it at the peer. */
 const DELIVERY_MARGIN_MS = 100;
 
@@ -178,16 +179,12 @@ export class SessionManager {
     clearInterval(this.sweepTimer);
     const { dispatcher } = this.deps;
     dispatcher.stopAccepting();
-    const notice = JSON.stringify({ type: 'event', event: 'shutting_down', data: { grace_ms: graceMs } });
+    const notice = JSON.stringify(shutdownNotice(graceMs));
     for (const session of this.sessions.values()) {
       for (const link of session.links) link.sendText(notice).catch(() => {});
     }
-    if (!(await dispatcher.drain(graceMs))) {
-      const stop = new AppError('shutting_down', 'Server shut down before the request finished');
-      for (const session of this.sessions.values()) session.caller.cancel(stop);
-      await dispatcher.drain(CANCEL_FLUSH_MS);
-    }
-    await Promise.all([...this.sessions.values()].flatMap((s) => [...s.links].map((link) => link.flush(CANCEL_FLUSH_MS))));
+    await dispatcher.drainOrCancel(graceMs, () => [...this.sessions.values()].map((session) => session.caller));
+    await Promise.all([...this.sessions.values()].flatMap((s) => [...s.links].map((link) => link.flush(FLUSH_MS))));
     if (this.sessions.size > 0) await new Promise((resolve) => setTimeout(resolve, DELIVERY_MARGIN_MS));
     for (const session of [...this.sessions.values()]) session.close('server shutting down');
   }

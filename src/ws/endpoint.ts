@@ -10,6 +10,7 @@ import { AppError, toAppError } from '../errors.ts';
 import { json } from '../http/json.ts';
 import { log } from '../log.ts';
 import { errorFrame } from '../protocol/frames.ts';
+import { shutdownNotice } from '../protocol/events.ts';
 import type { Stats } from '../stats.ts';
 import { SocketConnection } from './connection.ts';
 
@@ -21,8 +22,8 @@ export const WEBSOCKET_PATH = '/v1/ws';
  * closing the socket with 1009 (Message Too Big). Memory per socket stays bounded by about the cap.
  */
 const OVERSIZE_READ_BYTES = 1024 * 1024;
-/** After shutdown's grace, how long cancelled requests get to send their answers, and sockets to close. */
-const CANCEL_FLUSH_MS = 1_000;
+/** At the end of a shutdown, how long the sockets get to close. */
+const CLOSE_WAIT_MS = 1_000;
 /** WebSocket close codes (RFC 6455): the server is going away; a limit refused the socket, try again later. */
 const GOING_AWAY = 1001;
 const TRY_AGAIN_LATER = 1013;
@@ -89,20 +90,14 @@ export class WebSocketEndpoint {
   async shutdown(graceMs: number = this.#config.shutdownGraceMs): Promise<void> {
     this.#accepting = false;
     if (this.#connections.size === 0) return; // none can open from now on
-    const notice = { type: 'event', event: 'shutting_down', data: { grace_ms: graceMs } };
-    for (const connection of this.#connections) connection.send(notice);
-    const { dispatcher } = this.#deps;
-    if (!(await dispatcher.drain(graceMs))) {
-      const stop = new AppError('shutting_down', 'Server shut down before the request finished');
-      for (const connection of this.#connections) connection.caller.cancel(stop);
-      await dispatcher.drain(CANCEL_FLUSH_MS);
-    }
+    for (const connection of this.#connections) connection.send(shutdownNotice(graceMs));
+    await this.#deps.dispatcher.drainOrCancel(graceMs, () => [...this.#connections].map((connection) => connection.caller));
     // drain() wakes as the last handler settles, a few microtasks before its answer is sent: let them run.
     await new Promise((resolve) => setTimeout(resolve, 0));
     if (this.#connections.size === 0) return;
     const emptied = new Promise<void>((resolve) => (this.#emptied = resolve));
     for (const connection of this.#connections) connection.close(GOING_AWAY, 'server shutting down');
-    await Promise.race([emptied, new Promise((resolve) => setTimeout(resolve, CANCEL_FLUSH_MS).unref?.())]);
+    await Promise.race([emptied, new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref?.())]);
   }
 
   /** The same limits as sessions, counted over sockets: at most `maxSessions` open, `maxSessionsPerIp` per address. */
