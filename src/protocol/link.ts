@@ -88,10 +88,12 @@ export class ChannelLink {
    * wrtc answers `bufferedAmount` with a synchronous call into its network thread (~60 µs, a third of the send
    * itself), so the hot path does not read it per message: `#budget` is what may still be handed over without
    * passing the high water mark, counted down per send and re-read only when spent. The buffer only drains
-   * between reads, so the bound holds. `readyState` costs as much but is read before every send all the same, so
-   * nothing is handed to a channel this side has closed. What no check here can prevent: wrtc clears its native
-   * channel on its signaling thread when the remote side closes, unsynchronized with `send()` on this thread, so a
-   * send racing a remote close can segfault inside wrtc (node-webrtc's RTCDataChannel::Send reads the pointer twice).
+   * between reads, so the bound holds. `readyState` costs as much, so it is read with `bufferedAmount`, not per
+   * send: a channel this side closes is marked closed by `close()` first, one the remote side closed throws
+   * InvalidStateError from `send()` (taken as closed), and `onclose` marks it in any case. What no check here can
+   * prevent: wrtc clears its native channel on its signaling thread when the remote side closes, unsynchronized
+   * with `send()` on this thread, so a send racing a remote close can segfault inside wrtc (node-webrtc's
+   * RTCDataChannel::Send reads the pointer twice); reading `readyState` first never closed that gap.
    */
   #budget = -1;
 
@@ -167,8 +169,9 @@ export class ChannelLink {
   }
 
   #ready(): boolean {
-    if (this.#closed || this.channel.readyState !== 'open') return false;
+    if (this.#closed) return false;
     if (this.#budget >= 0) return true;
+    if (this.channel.readyState !== 'open') return false;
     this.#budget = this.#high - this.channel.bufferedAmount;
     return this.#budget >= 0;
   }
