@@ -255,7 +255,7 @@ export class RequestChannel {
     this.draining = false;
     const link: ChannelLink = new ChannelLink(channel, {
       maxMessageSize,
-      onMessage: (message) => this.receive(message),
+      onMessage: (message) => this.receive(message, link),
       onProtocolError: (error) => this.emit('protocol_error', error.toJSON(), { type: 'error', ...error.toJSON() }),
       onClose: () => {
         if (this.link === link && !this.closedWith) this.dropped();
@@ -281,17 +281,23 @@ export class RequestChannel {
     });
   }
 
-  private receive(message: Inbound): void {
+  /**
+   * A frame from `from`, which may be a link already replaced: its chunks and answers still count (each is
+   * delivered once), but what it says about the connection (a shutdown, a resume reply) is about a past one.
+   */
+  private receive(message: Inbound, from: ChannelLink): void {
     const frame = JSON.parse(message.kind === 'text' ? message.text : message.header) as Record<string, unknown>;
     const requestId = typeof frame.request_id === 'string' ? frame.request_id : undefined;
+    const current = from === this.link;
     switch (frame.type) {
       case 'chunk':
         if (requestId) this.deliverChunk(requestId, frame as unknown as Chunk);
         return;
       case 'event':
-        if (frame.event === 'shutting_down') this.draining = this.waitsOutShutdown;
+        if (frame.event === 'shutting_down' && current) this.draining = this.waitsOutShutdown;
         return this.emit(String(frame.event), frame.data, frame);
       case 'resumed':
+        if (!current) return;
         this.resumeReply?.(Array.isArray(frame.unknown) ? frame.unknown.map(String) : []);
         this.resumeReply = undefined;
         return;
@@ -303,9 +309,10 @@ export class RequestChannel {
         if (!pending) return this.emit('protocol_error', error.toJSON(), frame);
         // Refused by a server going down before it did anything: it goes to the next server instead.
         if (error.code === 'shutting_down' && this.waitsOutShutdown && pending.received === 0) {
-          this.draining = true;
+          if (current) this.draining = true;
           pending.sent = false;
-          this.queue.push(requestId as string);
+          if (this.sending) this.send(requestId as string);
+          else this.queue.push(requestId as string);
           return;
         }
         pending.reject(error);
