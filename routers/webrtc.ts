@@ -1,5 +1,5 @@
 import { tracked } from '@trpc/server';
-import { answerInput, eventsInput, iceInput, offerInput, sessionInput } from '../src/protocol/signaling.ts';
+import { answerInput, eventsInput, iceInput, iceServersInput, offerInput, sessionInput } from '../src/protocol/signaling.ts';
 import { procedure, router } from './trpc.ts';
 
 /** Signaling: the server offers, the client answers, both trickle ICE; `events` streams the server's side. */
@@ -9,6 +9,9 @@ export const webrtcRouter = router({
   answer: procedure.input(answerInput).mutation(({ input, ctx }) => ctx.signaling.answer(input.sessionId, input.answerSdp)),
 
   ice: procedure.input(iceInput).mutation(({ input, ctx }) => ctx.signaling.ice(input.sessionId, input.candidate)),
+
+  /** STUN/TURN servers for the client's peer (TURN with ephemeral credentials), e.g. to refresh them before a resume. */
+  iceServers: procedure.input(iceServersInput).query(({ input, ctx }) => ctx.signaling.iceServers(input.clientId ?? 'anonymous')),
 
   session: procedure.input(sessionInput).query(({ input, ctx }) => ctx.signaling.info(input.sessionId)),
 

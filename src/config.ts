@@ -29,6 +29,11 @@ export const configSchema = z.object({
   /** Per session, the bytes of answers and stream chunks kept for a resume (the oldest go first). */
   resumeBufferBytes: z.coerce.number().int().positive().default(8 * MiB),
   iceServers: z.array(iceServer).default([]),
+  /** TURN servers handed out with ephemeral credentials from `turnSecret` (coturn's `use-auth-secret`). */
+  turnUrls: z.array(z.string().regex(/^turns?:/, 'must be turn: or turns: URLs')).default([]),
+  turnSecret: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** How long an ephemeral TURN credential is valid. */
+  turnTtlS: z.coerce.number().int().positive().default(24 * 3600),
   /** Requests one session may have running at once (more get `rate_limited`). */
   maxInFlightPerSession: z.coerce.number().int().positive().default(1_000),
   /** Largest message, after reassembly, either way on a data channel. */
@@ -60,6 +65,10 @@ export const configSchema = z.object({
   nativeAllowedOrigins: z
     .array(z.string().regex(/^chrome-extension:\/\/[a-p]{32}\/$/, 'each origin must be chrome-extension://<32-letter extension id>/'))
     .default([]),
+}).superRefine((config, context) => {
+  if (config.turnUrls.length > 0 && !config.turnSecret) {
+    context.addIssue({ code: 'custom', path: ['turnSecret'], message: 'is required with TABAGENT_TURN_URLS (the TURN server\'s shared secret)' });
+  }
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -79,6 +88,9 @@ export const ENV_VARS = {
   resumeGraceMs: 'TABAGENT_RESUME_GRACE_MS',
   resumeBufferBytes: 'TABAGENT_RESUME_BUFFER_BYTES',
   iceServers: 'TABAGENT_ICE_SERVERS',
+  turnUrls: 'TABAGENT_TURN_URLS',
+  turnSecret: 'TABAGENT_TURN_SECRET',
+  turnTtlS: 'TABAGENT_TURN_TTL_S',
   maxInFlightPerSession: 'TABAGENT_MAX_IN_FLIGHT_PER_SESSION',
   maxMessageBytes: 'TABAGENT_MAX_MESSAGE_BYTES',
   maxBodyBytes: 'TABAGENT_MAX_BODY_BYTES',
@@ -97,6 +109,7 @@ export const ENV_VARS = {
 const fromText: Partial<Record<keyof Config, (text: string) => unknown>> = {
   iceServers: (text) => (text.trim().startsWith('[') ? JSON.parse(text) : splitList(text).map((urls) => ({ urls }))),
   allowedOrigins: splitList,
+  turnUrls: splitList,
   nativeAllowedOrigins: splitList,
 };
 

@@ -1,4 +1,5 @@
-import type { Config } from './config.ts';
+import type { Config, IceServer } from './config.ts';
+import { iceServersFor } from './peer/ice-servers.ts';
 import type { CandidateInput } from './session/candidates.ts';
 import type { SessionManager } from './session/manager.ts';
 import type { SessionInfo } from './session/session.ts';
@@ -10,7 +11,7 @@ export interface OfferResult {
   /** True when this offer resumes an existing session. */
   resumed: boolean;
   offerSdp: string;
-  iceServers: Config['iceServers'];
+  iceServers: IceServer[];
   expiresAt: Date;
 }
 
@@ -34,9 +35,14 @@ export class Signaling {
       resumeToken: session.resumeToken,
       resumed: Boolean(input.resumeToken),
       offerSdp,
-      iceServers: this.config.iceServers,
+      iceServers: this.iceServers(input.clientId ?? session.clientId).iceServers,
       expiresAt: new Date(session.expiresAt),
     };
+  }
+
+  /** STUN/TURN servers for a client's own peer; TURN ones carry ephemeral credentials for `user`. */
+  iceServers(user: string): { iceServers: IceServer[]; expiresAt?: Date } {
+    return iceServersFor(this.config, user);
   }
 
   /** `candidates`: the server's ICE candidates so far, for clients that trickle. */

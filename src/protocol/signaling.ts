@@ -18,3 +18,4 @@ export const answerInput = z.object({ sessionId, answerSdp: sdp });
 export const iceInput = z.object({ sessionId, candidate: candidateInput });
 export const sessionInput = z.object({ sessionId });
 export const eventsInput = z.object({ sessionId, lastEventId: z.string().max(32).nullish() });
+export const iceServersInput = z.object({ clientId: z.string().min(1).max(256).optional() }).default({});

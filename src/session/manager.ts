@@ -4,6 +4,7 @@ import type { Dispatcher } from '../dispatch.ts';
 import { shutdownNotice } from '../protocol/events.ts';
 import { AppError } from '../errors.ts';
 import { log, redact } from '../log.ts';
+import { iceServersFor } from '../peer/ice-servers.ts';
 import { createServerOffer } from '../peer/offer.ts';
 import type { PeerFactory } from '../peer/wrtc.ts';
 import type { Stats } from '../stats.ts';
@@ -57,7 +58,7 @@ export class SessionManager {
     }
 
     const id = randomBytes(18).toString('base64url');
-    const pc = this.deps.createPeer({ iceServers: this.config.iceServers });
+    const pc = this.newPeer();
     const session = new Session(
       {
         id,
@@ -89,7 +90,7 @@ export class SessionManager {
     if (!this.accepting) throw new AppError('shutting_down', 'Server is shutting down; try again shortly');
     const session = this.byResumeToken.get(resumeToken);
     if (!session) throw new AppError('not_found', 'Nothing to resume: the session ended or the server restarted; open a new one');
-    session.replacePeer(this.deps.createPeer({ iceServers: this.config.iceServers }), Date.now() + this.config.offerTtlMs);
+    session.replacePeer(this.newPeer(), Date.now() + this.config.offerTtlMs);
     const offerSdp = await this.offer(session, options.trickle);
     log.info('session resumed', { session: redact(session.id), resumes: session.resumes });
     return { session, offerSdp };
@@ -193,6 +194,11 @@ export class SessionManager {
     const byState: Record<string, number> = {};
     for (const { state } of this.sessions.values()) byState[state] = (byState[state] ?? 0) + 1;
     return { active: this.sessions.size, created: this.created, max: this.config.maxSessions, byState };
+  }
+
+  /** The server's side of a session: the configured STUN/TURN servers, TURN with fresh credentials. */
+  private newPeer(): RTCPeerConnection {
+    return this.deps.createPeer({ iceServers: iceServersFor(this.config, 'tabagent-server').iceServers });
   }
 
   /** Makes the session's current peer's offer, with the server's `tabagent` channel served. */
