@@ -1,0 +1,49 @@
+/**
+ * The same server under Deno: `deno task dev` (deno.json's tasks and import map, the npm `deno` package's binary)
+ * serves a real wrtc client from Node, and a WebSocket client, and shuts down cleanly.
+ */
+import wrtc from '@roamhq/wrtc';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { connect } from '../src/client/index.ts';
+import { WebSocketClient } from '../src/ws/client.ts';
+import { spawnSync } from 'node:child_process';
+import { DENO, startDevServer, withTimeout } from './fixtures/dev-server.ts';
+
+const test = suite('deno');
+
+test('deno task dev serves a wrtc client and a WebSocket, then exits 0 on SIGTERM', async () => {
+  assert.is(
+    spawnSync(DENO, ['--version']).status,
+    0,
+    `no Deno at "${DENO}": npm install --prefix ~/.cache/tabagent-ci/deno deno@2.9.6, then DENO_BIN=~/.cache/tabagent-ci/deno/node_modules/.bin/deno (.ci/run does both; this test never skips)`,
+  );
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'tabagent-deno-'));
+  const server = await startDevServer({ TABAGENT_UPSTREAM_URL: 'off', TABAGENT_DATA_DIR: dataDir }, undefined, 'deno');
+  try {
+    const client = await connect({ url: server.url, RTCPeerConnection: wrtc.RTCPeerConnection, reconnect: false });
+    assert.is((await client.health()).status, 'ok');
+    const payload = new Uint8Array(1 << 20).map((_, i) => i % 251);
+    const { attachment } = await client.call('echo', { data: 'under deno' }, { attachment: payload });
+    assert.equal(attachment, payload, 'a fragmented binary round trip');
+    await client.add_documents({ documents: [{ id: 'd1', content: 'Deno runs the embedded store too' }] });
+    const found = await client.rag_query({ query: 'embedded store', top_k: 1 });
+    assert.ok(JSON.stringify(found).includes('d1'), 'the embedded store works under Deno');
+    await client.close();
+
+    const socket = await WebSocketClient.connect(`${server.url.replace('http', 'ws')}/v1/ws`);
+    assert.is((await socket.request({ action: 'health' })).frame.status, 'ok');
+    await socket.close();
+
+    server.process.kill('SIGTERM');
+    assert.is(await withTimeout(server.exited, 20_000, () => `deno to exit; output:\n${server.output()}`), 0);
+  } finally {
+    server.process.kill('SIGKILL');
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
+
+test.run();
