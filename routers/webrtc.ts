@@ -22,7 +22,7 @@ export const webrtcRouter = router({
    * sends `lastEventId` and gets exactly what it missed. Ends when the session ends.
    */
   events: procedure.input(eventsInput).subscription(({ input, ctx, signal }) => {
-    const session = ctx.signaling.sessions.get(input.sessionId);
+    const session = ctx.signaling.session(input.sessionId);
     const after = Number(input.lastEventId ?? 0) || 0;
     return (async function* () {
       for await (const { id, event } of session.events.follow(after, signal)) yield tracked(String(id), event);

@@ -1,6 +1,7 @@
 import { TRPCError } from '@trpc/server';
 import { fetchRequestHandler } from '@trpc/server/adapters/fetch';
 import { appRouter } from '../routers/index.ts';
+import { toTRPCError } from '../routers/trpc.ts';
 import type { Config } from './config.ts';
 import { Caller, Dispatcher, type Handlers } from './dispatch.ts';
 import { createHandlers, memorySettings, paramsStore } from './engine/index.ts';
@@ -13,6 +14,7 @@ import { errorResponse, json } from './http/json.ts';
 import { limitBody } from './http/limit.ts';
 import { handleRest, REST_PREFIX } from './http/rest.ts';
 import { createWrtcPeer, type PeerFactory } from './peer/wrtc.ts';
+import { ApiKeys } from './security/auth.ts';
 import { SessionManager } from './session/manager.ts';
 import { Signaling } from './signaling.ts';
 import { Stats } from './stats.ts';
@@ -78,9 +80,19 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
   const signaling = new Signaling(sessions, config);
   const websockets = new WebSocketEndpoint(config, { dispatcher, stats });
   const rpcCaller = new Caller('rpc');
+  const apiKeys = new ApiKeys(config.apiKeys);
 
+  /**
+   * Every route but `GET /` (and CORS preflights, answered before) needs the API key when keys are configured.
+   * tRPC checks it in its context, so tRPC clients get a tRPC error (`appCode: 'unauthorized'`); SSE, which cannot
+   * send headers, may carry it as connectionParams `{ authorization }`. The rest check it here, before routing.
+   */
   async function route(request: Request, ip: string): Promise<Response> {
     const path = new URL(request.url).pathname;
+    const authorization = request.headers.get('authorization');
+    if (path === '/' && request.method === 'GET') {
+      return json({ name: 'tabagent-webrtc', version: VERSION, trpc: '/trpc', rest: REST_PREFIX, websocket: WEBSOCKET_PATH });
+    }
     if (path === '/trpc' || path.startsWith('/trpc/')) {
       // Signaling bodies are small (an SDP is a few KiB); rpc.* calls may carry as much as a data-channel message.
       const signalingOnly = path.slice('/trpc/'.length).split(',').every((procedure) => procedure.startsWith('webrtc.'));
@@ -90,14 +102,20 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
         endpoint: '/trpc',
         req: limitBody(request, limit, tooLarge),
         router: appRouter,
-        createContext: () => ({ ip, signaling, dispatcher, rpcCaller }),
+        createContext: ({ info }) => {
+          let identity: string;
+          try {
+            identity = apiKeys.authenticate(authorization ?? info.connectionParams?.authorization);
+          } catch (error) {
+            throw toTRPCError(error as AppError);
+          }
+          return { ip, signaling: signaling.as(identity), dispatcher, rpcCaller };
+        },
       });
     }
-    if (path.startsWith(REST_PREFIX)) return handleRest(request, path, ip, signaling, config.maxBodyBytes);
+    const identity = apiKeys.authenticate(authorization);
+    if (path.startsWith(REST_PREFIX)) return handleRest(request, path, ip, signaling.as(identity), config.maxBodyBytes);
     if (path === WEBSOCKET_PATH) return websockets.handle(request, ip);
-    if (path === '/' && request.method === 'GET') {
-      return json({ name: 'tabagent-webrtc', version: VERSION, trpc: '/trpc', rest: REST_PREFIX, websocket: WEBSOCKET_PATH });
-    }
     return errorResponse(new AppError('not_found', `No route ${request.method} ${path}`));
   }
 

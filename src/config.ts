@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { MIN_KEY_LENGTH, parseKeysFile } from './security/auth.ts';
 
 const MiB = 1024 * 1024;
 
@@ -65,6 +67,10 @@ export const configSchema = z.object({
   nativeAllowedOrigins: z
     .array(z.string().regex(/^chrome-extension:\/\/[a-p]{32}\/$/, 'each origin must be chrome-extension://<32-letter extension id>/'))
     .default([]),
+  /** API keys clients must send as `Authorization: Bearer <key>`; none: no authentication (see README, Security). */
+  apiKeys: z.array(z.string().min(MIN_KEY_LENGTH, `each key must be at least ${MIN_KEY_LENGTH} characters`)).default([]),
+  /** A file of more keys, one per line, read once at startup. */
+  apiKeysFile: z.string().min(1).optional(),
 }).superRefine((config, context) => {
   if (config.turnUrls.length > 0 && !config.turnSecret) {
     context.addIssue({ code: 'custom', path: ['turnSecret'], message: 'is required with TABAGENT_TURN_URLS (the TURN server\'s shared secret)' });
@@ -103,6 +109,8 @@ export const ENV_VARS = {
   databaseUrl: 'DATABASE_URL',
   embeddingModel: 'TABAGENT_EMBEDDING_MODEL',
   nativeAllowedOrigins: 'TABAGENT_NATIVE_ALLOWED_ORIGINS',
+  apiKeys: 'TABAGENT_API_KEYS',
+  apiKeysFile: 'TABAGENT_API_KEYS_FILE',
 } as const satisfies Record<keyof Config, string>;
 
 /** Parses list settings: ICE servers as JSON or comma-separated URLs, origins comma-separated. */
@@ -111,6 +119,7 @@ const fromText: Partial<Record<keyof Config, (text: string) => unknown>> = {
   allowedOrigins: splitList,
   turnUrls: splitList,
   nativeAllowedOrigins: splitList,
+  apiKeys: splitList,
 };
 
 function splitList(text: string): string[] {
@@ -135,5 +144,23 @@ export function loadConfig(env: Record<string, string | undefined> = {}, overrid
     const key = issue.path[0] as keyof Config;
     throw new Error(`Invalid ${ENV_VARS[key] ?? String(key)}: ${issue.message}`);
   }
-  return parsed.data;
+  const config = parsed.data;
+  if (config.apiKeysFile) config.apiKeys = [...config.apiKeys, ...readKeysFile(config.apiKeysFile)];
+  return config;
+}
+
+/** The keys in `TABAGENT_API_KEYS_FILE`; a missing or empty file stops the start (auth was asked for). */
+function readKeysFile(file: string): string[] {
+  const name = ENV_VARS.apiKeysFile;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (cause) {
+    throw new Error(`Invalid ${name}: cannot read ${file} (${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message})`);
+  }
+  const keys = parseKeysFile(text);
+  if (keys.length === 0) throw new Error(`Invalid ${name}: ${file} has no keys`);
+  const short = keys.findIndex((key) => key.length < MIN_KEY_LENGTH);
+  if (short >= 0) throw new Error(`Invalid ${name}: key ${short + 1} in ${file} is shorter than ${MIN_KEY_LENGTH} characters`);
+  return keys;
 }

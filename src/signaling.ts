@@ -1,8 +1,9 @@
 import type { Config, IceServer } from './config.ts';
 import { iceServersFor } from './peer/ice-servers.ts';
+import { ANONYMOUS } from './security/auth.ts';
 import type { CandidateInput } from './session/candidates.ts';
 import type { SessionManager } from './session/manager.ts';
-import type { SessionInfo } from './session/session.ts';
+import type { Session, SessionInfo } from './session/session.ts';
 
 export interface OfferResult {
   sessionId: string;
@@ -15,12 +16,21 @@ export interface OfferResult {
   expiresAt: Date;
 }
 
-/** The signaling operations, one implementation behind both the tRPC procedures and the REST routes. */
+/**
+ * The signaling operations, one implementation behind both the tRPC procedures and the REST routes, on behalf of
+ * one identity (`as`): it owns the sessions it creates, and sees no one else's.
+ */
 export class Signaling {
   constructor(
     readonly sessions: SessionManager,
     private readonly config: Config,
+    readonly owner: string = ANONYMOUS,
   ) {}
+
+  /** The same operations for the caller `owner` (an API key's id; everyone is anonymous without keys). */
+  as(owner: string): Signaling {
+    return new Signaling(this.sessions, this.config, owner);
+  }
 
   /**
    * `trickle`: answer at once, without waiting for the server's candidates (they come with the answer's reply).
@@ -28,8 +38,8 @@ export class Signaling {
    */
   async offer(ip: string, input: { clientId?: string; trickle?: boolean; resumeToken?: string }): Promise<OfferResult> {
     const { session, offerSdp } = input.resumeToken
-      ? await this.sessions.resume(input.resumeToken, input)
-      : await this.sessions.create({ ...input, ip });
+      ? await this.sessions.resume(input.resumeToken, { ...input, owner: this.owner })
+      : await this.sessions.create({ ...input, ip, owner: this.owner });
     return {
       sessionId: session.id,
       resumeToken: session.resumeToken,
@@ -47,23 +57,28 @@ export class Signaling {
 
   /** `candidates`: the server's ICE candidates so far, for clients that trickle. */
   async answer(sessionId: string, answerSdp: string): Promise<{ success: true; candidates: RTCIceCandidateInit[] }> {
-    const candidates = await this.sessions.answer(sessionId, answerSdp);
+    const candidates = await this.sessions.answer(sessionId, answerSdp, this.owner);
     return { success: true, candidates };
   }
 
   async ice(sessionId: string, candidate: CandidateInput): Promise<{ success: true }> {
-    await this.sessions.addIceCandidate(sessionId, candidate);
+    await this.sessions.addIceCandidate(sessionId, candidate, this.owner);
     return { success: true };
   }
 
+  /** The caller's own session (for its events); another's is `not_found`. */
+  session(sessionId: string): Session {
+    return this.sessions.get(sessionId, this.owner);
+  }
+
   info(sessionId: string): SessionInfo {
-    const session = this.sessions.get(sessionId);
+    const session = this.session(sessionId);
     session.touch();
     return session.info();
   }
 
   close(sessionId: string): { success: true } {
-    this.sessions.close(sessionId);
+    this.session(sessionId).close('closed by client');
     return { success: true };
   }
 }

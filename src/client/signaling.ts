@@ -5,7 +5,11 @@ import type { AppRouter } from '../../routers/index.ts';
 export interface SignalingOptions {
   /** Server root, e.g. `http://127.0.0.1:8080`. */
   url: string;
-  /** Extra headers for every signaling call (e.g. `authorization`). */
+  /**
+   * Extra headers for every signaling call, e.g. `{ authorization: 'Bearer <key>' }` for a server with API keys.
+   * EventSource cannot send headers, so an `authorization` here goes to the `webrtc.events` subscription as
+   * tRPC connectionParams (in its URL) instead.
+   */
   headers?: () => Record<string, string>;
   /** For `webrtc.events`; the global one where it exists (browsers). Without one, server candidates come inline. */
   EventSource?: typeof EventSource;
@@ -23,12 +27,18 @@ export function createSignalingClient(options: SignalingOptions): SignalingClien
     ? [
         splitLink({
           condition: (op) => op.type === 'subscription',
-          true: httpSubscriptionLink({ url, transformer: superjson, EventSource: EventSourceImpl }),
+          true: httpSubscriptionLink({ url, transformer: superjson, EventSource: EventSourceImpl, connectionParams: () => authorizationOf(headers()) }),
           false: http,
         }),
       ]
     : [http];
   return createTRPCClient<AppRouter>({ links });
+}
+
+/** The `authorization` header, whatever its case, as connectionParams; null when there is none. */
+function authorizationOf(headers: Record<string, string>): { authorization: string } | null {
+  const entry = Object.entries(headers).find(([name]) => name.toLowerCase() === 'authorization');
+  return entry ? { authorization: entry[1] } : null;
 }
 
 export function hasEventSource(options: SignalingOptions): boolean {

@@ -3,6 +3,7 @@ import type { Config } from '../config.ts';
 import type { Dispatcher } from '../dispatch.ts';
 import { shutdownNotice } from '../protocol/events.ts';
 import { AppError } from '../errors.ts';
+import { ANONYMOUS } from '../security/auth.ts';
 import { log, redact } from '../log.ts';
 import { iceServersFor } from '../peer/ice-servers.ts';
 import { createServerOffer } from '../peer/offer.ts';
@@ -48,7 +49,7 @@ export class SessionManager {
   }
 
   /** Creates a session and its offer. The slot is taken before any await, so limits hold under concurrency. */
-  async create(options: { clientId?: string; ip: string; trickle?: boolean }): Promise<{ session: Session; offerSdp: string }> {
+  async create(options: { clientId?: string; ip: string; trickle?: boolean; owner?: string }): Promise<{ session: Session; offerSdp: string }> {
     if (!this.accepting) throw new AppError('shutting_down', 'Server is shutting down; try again shortly');
     if (this.sessions.size >= this.config.maxSessions && !this.evictSuspended(() => true)) {
       throw new AppError('server_busy', `Server has its maximum of ${this.config.maxSessions} sessions; try again later`);
@@ -64,6 +65,7 @@ export class SessionManager {
         id,
         clientId: options.clientId ?? id,
         ip: options.ip,
+        owner: options.owner ?? ANONYMOUS,
         maxInFlight: this.config.maxInFlightPerSession,
         resumeGraceMs: this.config.resumeGraceMs,
         resumeBufferBytes: this.config.resumeBufferBytes,
@@ -77,7 +79,7 @@ export class SessionManager {
     this.perIp.set(options.ip, (this.perIp.get(options.ip) ?? 0) + 1);
     this.created++;
     const offerSdp = await this.offer(session, options.trickle);
-    log.info('session created', { session: redact(id), ip: options.ip });
+    log.info('session created', { session: redact(id), ip: options.ip, owner: session.owner });
     return { session, offerSdp };
   }
 
@@ -86,10 +88,12 @@ export class SessionManager {
    * the old peer, if the server still had it, is closed. The client then answers as for a new session and
    * sends `resume` on the new `tabagent` channel.
    */
-  async resume(resumeToken: string, options: { trickle?: boolean }): Promise<{ session: Session; offerSdp: string }> {
+  async resume(resumeToken: string, options: { trickle?: boolean; owner?: string }): Promise<{ session: Session; offerSdp: string }> {
     if (!this.accepting) throw new AppError('shutting_down', 'Server is shutting down; try again shortly');
     const session = this.byResumeToken.get(resumeToken);
-    if (!session) throw new AppError('not_found', 'Nothing to resume: the session ended or the server restarted; open a new one');
+    if (!session || !ownedBy(session, options.owner)) {
+      throw new AppError('not_found', 'Nothing to resume: the session ended or the server restarted; open a new one');
+    }
     session.replacePeer(this.newPeer(), Date.now() + this.config.offerTtlMs);
     const offerSdp = await this.offer(session, options.trickle);
     log.info('session resumed', { session: redact(session.id), resumes: session.resumes });
@@ -101,8 +105,8 @@ export class SessionManager {
    * first one), so a trickling client has them without a subscription. A second answer is a conflict; a bad SDP
    * leaves the session waiting.
    */
-  async answer(id: string, sdp: string): Promise<RTCIceCandidateInit[]> {
-    const session = this.get(id);
+  async answer(id: string, sdp: string, owner?: string): Promise<RTCIceCandidateInit[]> {
+    const session = this.get(id, owner);
     if (session.state !== 'waiting_for_answer' || this.answering.has(session)) {
       throw new AppError('conflict', `Session already has an answer (state ${session.state})`);
     }
@@ -132,8 +136,8 @@ export class SessionManager {
   }
 
   /** Adds a client ICE candidate; before the answer it is held, after it is applied. `null` ends the trickle. */
-  async addIceCandidate(id: string, input: CandidateInput): Promise<void> {
-    const session = this.get(id);
+  async addIceCandidate(id: string, input: CandidateInput, owner?: string): Promise<void> {
+    const session = this.get(id, owner);
     session.touch();
     const candidate = normalizeCandidate(input);
     if (!candidate) return;
@@ -147,9 +151,13 @@ export class SessionManager {
     await this.applyCandidate(session, candidate);
   }
 
-  get(id: string): Session {
+  /**
+   * The session `id` names. With `owner`, only if that identity created it: another's session is as absent as
+   * one that never existed. Without, any (the server's own use).
+   */
+  get(id: string, owner?: string): Session {
     const session = this.sessions.get(id);
-    if (!session) throw notFound();
+    if (!session || !ownedBy(session, owner)) throw notFound();
     return session;
   }
 
@@ -283,6 +291,11 @@ export class SessionManager {
     if (left > 0) this.perIp.set(session.ip, left);
     else this.perIp.delete(session.ip);
   }
+}
+
+/** Ownership: the one check behind every signaling step on an existing session. */
+function ownedBy(session: Session, owner: string | undefined): boolean {
+  return owner === undefined || session.owner === owner;
 }
 
 /** The same answer for a closed session and one that never existed: ids are capabilities, not to be probed. */

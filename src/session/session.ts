@@ -36,6 +36,8 @@ export interface SessionOptions {
   id: string;
   clientId: string;
   ip: string;
+  /** The identity (API key id) that created it: only it may signal on it or resume it. */
+  owner: string;
   maxInFlight: number;
   /** How long a session whose peer is gone waits to be resumed; 0 closes it at once. */
   resumeGraceMs: number;
@@ -54,6 +56,7 @@ export class Session {
   readonly id: string;
   readonly clientId: string;
   readonly ip: string;
+  readonly owner: string;
   /** A secret for `webrtc.offer({ resumeToken })`: whoever holds it may give this session a new peer. */
   readonly resumeToken = randomBytes(24).toString('base64url');
   readonly caller: Caller;
@@ -83,6 +86,7 @@ export class Session {
     this.id = options.id;
     this.clientId = options.clientId;
     this.ip = options.ip;
+    this.owner = options.owner;
     this.caller = new Caller(options.id, options.maxInFlight);
     this.outbox = new Outbox<ChannelLink>(deliverIgnoringClosed(options.id), {
       maxBytes: options.resumeBufferBytes,

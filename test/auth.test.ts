@@ -1,0 +1,243 @@
+import { TRPCClientError } from '@trpc/client';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createSignalingClient } from '../src/client/signaling.ts';
+import { loadConfig } from '../src/config.ts';
+import { ANONYMOUS, ApiKeys, bearerToken, keyId, parseKeysFile } from '../src/security/auth.ts';
+import { WEBSOCKET_PATH } from '../src/ws/endpoint.ts';
+import { openSse, subscriptionUrl } from './fixtures/sse.ts';
+import { startServer, type TestServer } from './fixtures/server.ts';
+
+const test = suite('API-key authentication');
+
+const KEY_A = 'key-a-0123456789abcdef';
+const KEY_B = 'key-b-0123456789abcdef';
+const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
+
+/** A server with keys A and B; closed however the test ends. */
+async function withServer(body: (server: TestServer) => Promise<void>): Promise<void> {
+  const server = await startServer({ apiKeys: [KEY_A, KEY_B], maxSessionsPerIp: 100 });
+  try {
+    await body(server);
+  } finally {
+    await server.close();
+  }
+}
+
+async function rest(server: TestServer, method: string, route: string, headers: Record<string, string> = {}, body?: unknown) {
+  const response = await fetch(`${server.url}/v1/webrtc/${route}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: response.status, body: (await response.json()) as { error?: { code: string; message: string } } & Record<string, unknown> };
+}
+
+async function trpcError(promise: Promise<unknown>): Promise<TRPCClientError<never>> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.instance(error, TRPCClientError);
+    return error as TRPCClientError<never>;
+  }
+  throw new Error('expected a tRPC error');
+}
+
+function expectTrpc(error: TRPCClientError<never>, status: number, appCode: string, what: string) {
+  const data = error.data as { httpStatus?: number; appCode?: string } | undefined;
+  assert.is(data?.appCode, appCode, `${what}: appCode`);
+  assert.is(data?.httpStatus, status, `${what}: status`);
+}
+
+/** The status a WebSocket upgrade gets: 101 when it is accepted. */
+function upgradeStatus(server: TestServer, headers: Record<string, string> = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(new URL(WEBSOCKET_PATH, server.url), {
+      headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', ...headers },
+    });
+    request.on('upgrade', (response, socket) => {
+      socket.destroy();
+      resolve(response.statusCode ?? 0);
+    });
+    request.on('response', (response) => {
+      response.resume();
+      resolve(response.statusCode ?? 0);
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+test('ApiKeys: the right key gives its id, anything else is unauthorized; no keys: anonymous', () => {
+  const keys = new ApiKeys([KEY_A, KEY_B]);
+  assert.ok(keys.required);
+  assert.is(keys.authenticate(`Bearer ${KEY_A}`), keyId(KEY_A));
+  assert.is(keys.authenticate(`bearer ${KEY_B}`), keyId(KEY_B), 'the scheme is case-insensitive');
+  assert.is.not(keyId(KEY_A), keyId(KEY_B));
+  assert.ok(/^[0-9a-f]{16}$/.test(keyId(KEY_A)), 'the id is hex, not the key');
+  assert.is(keys.match(KEY_A), keyId(KEY_A));
+  for (const wrong of [`${KEY_A}x`, KEY_A.slice(0, -1), '', 'short']) assert.is(keys.match(wrong), undefined, `no match for ${wrong}`);
+  for (const header of [undefined, null, '', KEY_A, `Basic ${KEY_A}`, 'Bearer nope', `Bearer ${KEY_A} extra`]) {
+    assert.throws(() => keys.authenticate(header), (error: Error & { code?: string }) => error.code === 'unauthorized', String(header));
+  }
+  const open = new ApiKeys([]);
+  assert.not.ok(open.required);
+  assert.is(open.authenticate(undefined), ANONYMOUS);
+  assert.is(open.authenticate('Bearer anything'), ANONYMOUS);
+  assert.is(bearerToken(`Bearer  ${KEY_A} `), KEY_A);
+});
+
+test('config: TABAGENT_API_KEYS and TABAGENT_API_KEYS_FILE (comments, blank lines), errors name the variable', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'tabagent-keys-'));
+  try {
+    const file = path.join(dir, 'keys');
+    await writeFile(file, `# team keys\n\n  ${KEY_B}  \n# ${KEY_A}\nkey-with-#-inside-0123\n`);
+    assert.equal(parseKeysFile(`# c\n\n${KEY_A}\r\n`), [KEY_A]);
+    assert.equal(loadConfig({ TABAGENT_API_KEYS: ` ${KEY_A}, ` }).apiKeys, [KEY_A]);
+    assert.equal(loadConfig({ TABAGENT_API_KEYS: KEY_A, TABAGENT_API_KEYS_FILE: file }).apiKeys, [KEY_A, KEY_B, 'key-with-#-inside-0123']);
+    assert.equal(loadConfig({}).apiKeys, [], 'no keys by default');
+    assert.throws(() => loadConfig({ TABAGENT_API_KEYS: 'too-short' }), /TABAGENT_API_KEYS: .*at least 16/);
+    assert.throws(() => loadConfig({ TABAGENT_API_KEYS_FILE: path.join(dir, 'missing') }), /TABAGENT_API_KEYS_FILE: cannot read/);
+    await writeFile(file, '# nothing\n\n');
+    assert.throws(() => loadConfig({ TABAGENT_API_KEYS_FILE: file }), /TABAGENT_API_KEYS_FILE: .* has no keys/);
+    await writeFile(file, `${KEY_A}\nshort\n`);
+    assert.throws(
+      () => loadConfig({ TABAGENT_API_KEYS_FILE: file }),
+      (error: Error) => /TABAGENT_API_KEYS_FILE: key 2 .*shorter than 16/.test(error.message) && !error.message.includes(KEY_A),
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('no key or a wrong key: 401 unauthorized on REST, tRPC (webrtc.* and rpc.*), SSE and the WebSocket upgrade', () =>
+  withServer(async (server) => {
+    for (const [what, headers] of [['no key', {}], ['wrong key', bearer('wrong-0123456789abcdef')]] as const) {
+      const offer = await rest(server, 'POST', 'offer', headers, {});
+      assert.is(offer.status, 401, `${what}: REST offer`);
+      assert.is(offer.body.error?.code, 'unauthorized', `${what}: REST error code`);
+      assert.is((await rest(server, 'GET', 'session/whatever', headers)).status, 401, `${what}: REST session`);
+
+      const api = createSignalingClient({ url: server.url, headers: () => headers });
+      expectTrpc(await trpcError(api.webrtc.offer.mutate({})), 401, 'unauthorized', `${what}: tRPC offer`);
+      expectTrpc(await trpcError(api.rpc.health.query()), 401, 'unauthorized', `${what}: rpc.health`);
+
+      // SSE answers 200 and then tRPC's error event, which EventSource clients read as a TRPCClientError.
+      const sse = await openSse(subscriptionUrl(server.url, 'webrtc.events', { sessionId: 'whatever' }), headers);
+      try {
+        const error = await sse.next((event) => event.event === 'serialized-error', `${what}: the SSE error`);
+        assert.match(error.data, /"appCode":"unauthorized"/, `${what}: SSE`);
+        assert.match(error.data, /"httpStatus":401/, `${what}: SSE status`);
+      } finally {
+        sse.close();
+      }
+
+      assert.is(await upgradeStatus(server, headers), 401, `${what}: WebSocket upgrade`);
+    }
+    assert.is(server.app.sessions.size, 0, 'no session was made');
+  }),
+);
+
+test('GET / and CORS preflights need no key; the preflight allows the authorization header', () =>
+  withServer(async (server) => {
+    assert.is((await fetch(`${server.url}/`)).status, 200);
+    const preflight = await fetch(`${server.url}/v1/webrtc/offer`, {
+      method: 'OPTIONS',
+      headers: { origin: 'chrome-extension://abc', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization' },
+    });
+    assert.is(preflight.status, 204);
+    assert.match(preflight.headers.get('access-control-allow-headers') ?? '', /\bauthorization\b/);
+  }),
+);
+
+test('the right key: a wrtc client connects and health answers over the data channel; rpc.* and the WebSocket work', () =>
+  withServer(async (server) => {
+    const client = await server.client({ headers: () => bearer(KEY_A) });
+    assert.is((await client.health()).status, 'ok');
+    assert.is(server.app.sessions.get(client.sessionId).owner, keyId(KEY_A), 'the session records its key id');
+    const api = createSignalingClient({ url: server.url, headers: () => bearer(KEY_B) });
+    assert.is((await api.rpc.health.query()).status, 'ok');
+    assert.is(await upgradeStatus(server, bearer(KEY_B)), 101);
+  }),
+);
+
+test("another key cannot see, answer, trickle to, follow, close or resume a session: not_found, as for an unknown id", () =>
+  withServer(async (server) => {
+    const offer = await rest(server, 'POST', 'offer', bearer(KEY_A), {});
+    assert.is(offer.status, 200);
+    const sessionId = offer.body.sessionId as string;
+    const resumeToken = offer.body.resumeToken as string;
+    const unknown = await rest(server, 'GET', 'session/no-such-session', bearer(KEY_B));
+
+    const routes: [string, string, unknown?][] = [
+      ['GET', `session/${sessionId}`],
+      ['POST', `answer/${sessionId}`, { answerSdp: 'v=0' }],
+      ['POST', `ice/${sessionId}`, { candidate: null }],
+      ['DELETE', `session/${sessionId}`],
+    ];
+    for (const [method, route, body] of routes) {
+      const answer = await rest(server, method, route, bearer(KEY_B), body);
+      assert.is(answer.status, 404, `REST ${method} ${route}`);
+      assert.equal(answer.body, unknown.body, `REST ${method} ${route} reads as an unknown session`);
+    }
+    const resumed = await rest(server, 'POST', 'offer', bearer(KEY_B), { resumeToken });
+    assert.is(resumed.status, 404, 'resume with another key');
+    assert.is(resumed.body.error?.code, 'not_found');
+
+    const api = createSignalingClient({ url: server.url, headers: () => bearer(KEY_B) });
+    expectTrpc(await trpcError(api.webrtc.session.query({ sessionId })), 404, 'not_found', 'tRPC session');
+    expectTrpc(await trpcError(api.webrtc.answer.mutate({ sessionId, answerSdp: 'v=0' })), 404, 'not_found', 'tRPC answer');
+    expectTrpc(await trpcError(api.webrtc.close.mutate({ sessionId })), 404, 'not_found', 'tRPC close');
+    expectTrpc(await trpcError(api.webrtc.offer.mutate({ resumeToken })), 404, 'not_found', 'tRPC resume');
+
+    // SSE carries the key as connectionParams: the owner's stream opens, another key's ends in not_found.
+    const params = (key: string) => `&connectionParams=${encodeURIComponent(JSON.stringify(bearer(key)))}`;
+    const url = subscriptionUrl(server.url, 'webrtc.events', { sessionId });
+    const own = await openSse(url + params(KEY_A));
+    try {
+      await own.next((event) => event.event === 'message', "the owner's first event (its server candidates)");
+      assert.not.ok(own.events.some((event) => event.event === 'serialized-error'), "the owner's stream has no error");
+    } finally {
+      own.close();
+    }
+    const other = await openSse(url + params(KEY_B));
+    try {
+      const error = await other.next((event) => event.event === 'serialized-error', "another key's SSE error");
+      assert.match(error.data, /not_found/);
+    } finally {
+      other.close();
+    }
+
+    assert.is(server.app.sessions.get(sessionId).state, 'waiting_for_answer', 'the session is untouched');
+    assert.is((await rest(server, 'DELETE', `session/${sessionId}`, bearer(KEY_A))).status, 200, 'its owner closes it');
+  }),
+);
+
+test('the client sends headers() authorization to the SSE subscription as connectionParams', async () => {
+  const urls: string[] = [];
+  class RecordingEventSource extends EventTarget {
+    readyState = 0;
+    constructor(url: string) {
+      super();
+      urls.push(url);
+    }
+    close() {}
+  }
+  const api = createSignalingClient({
+    url: 'http://127.0.0.1:1',
+    headers: () => ({ Authorization: `Bearer ${KEY_A}` }),
+    EventSource: RecordingEventSource as unknown as typeof EventSource,
+  });
+  const subscription = api.webrtc.events.subscribe({ sessionId: 'x' }, { onData: () => {} });
+  for (let i = 0; i < 100 && urls.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+  subscription.unsubscribe();
+  assert.is(urls.length, 1);
+  const params = new URL(urls[0]).searchParams.get('connectionParams');
+  assert.equal(JSON.parse(params ?? 'null'), { authorization: `Bearer ${KEY_A}` });
+});
+
+test.run();
