@@ -13,7 +13,7 @@ import type { FromServer, ToServer } from './server-process.ts';
 import { sleep } from './measure.ts';
 
 setLogLevel('warn');
-const config = loadConfig(process.env, { port: 0, upstreamUrl: 'off', maxSessions: 10_000, maxSessionsPerIp: 10_000 });
+const config = loadConfig(process.env, { port: 0, upstreamUrl: 'off', maxSessions: 10_000, maxSessionsPerIp: 10_000, sessionRatePerMinute: 0, messageRatePerSecond: 0 });
 const app = createApp(config);
 const server = await serveApp(app, { hostname: '127.0.0.1', port: 0 }).ready();
 const gc = (globalThis as { gc?: () => void }).gc;

@@ -36,6 +36,12 @@ export const configSchema = z.object({
   turnSecret: z.string().min(16, 'must be at least 16 characters').optional(),
   /** How long an ephemeral TURN credential is valid. */
   turnTtlS: z.coerce.number().int().positive().default(24 * 3600),
+  /** New sessions per client address per minute (a resume is not a new session); 0: no limit. Burst: the same number. */
+  sessionRatePerMinute: z.coerce.number().int().min(0).default(10),
+  /** Messages per second on one session's data channels; 0: no limit. */
+  messageRatePerSecond: z.coerce.number().int().min(0).default(100),
+  /** Messages a session may send at once above that rate. */
+  messageBurst: z.coerce.number().int().positive().default(200),
   /** Requests one session may have running at once (more get `rate_limited`). */
   maxInFlightPerSession: z.coerce.number().int().positive().default(1_000),
   /** Largest message, after reassembly, either way on a data channel. */
@@ -97,6 +103,9 @@ export const ENV_VARS = {
   turnUrls: 'TABAGENT_TURN_URLS',
   turnSecret: 'TABAGENT_TURN_SECRET',
   turnTtlS: 'TABAGENT_TURN_TTL_S',
+  sessionRatePerMinute: 'TABAGENT_SESSION_RATE_PER_MINUTE',
+  messageRatePerSecond: 'TABAGENT_MESSAGE_RATE_PER_SECOND',
+  messageBurst: 'TABAGENT_MESSAGE_BURST',
   maxInFlightPerSession: 'TABAGENT_MAX_IN_FLIGHT_PER_SESSION',
   maxMessageBytes: 'TABAGENT_MAX_MESSAGE_BYTES',
   maxBodyBytes: 'TABAGENT_MAX_BODY_BYTES',

@@ -10,7 +10,9 @@ export function json(body: unknown, status = 200, headers?: HeadersInit): Respon
 export function errorResponse(error: unknown): Response {
   const appError = toAppError(error);
   if (appError.code === 'internal') log.error('request failed', { cause: appError.cause });
-  return json({ error: appError.toJSON() }, appError.status);
+  const retryAfterMs = (appError.details as { retry_after_ms?: unknown } | undefined)?.retry_after_ms;
+  const headers = typeof retryAfterMs === 'number' ? { 'retry-after': String(Math.ceil(retryAfterMs / 1000)) } : undefined;
+  return json({ error: appError.toJSON() }, appError.status, headers);
 }
 
 /**
