@@ -50,7 +50,7 @@ export const configSchema = z.object({
   maxBodyBytes: z.coerce.number().int().positive().default(1 * MiB),
   /** On shutdown, how long in-flight requests may run before they are cancelled. */
   shutdownGraceMs: z.coerce.number().int().min(0).default(10_000),
-  /** Browser origins allowed besides `chrome-extension://` ones; `*` allows any. */
+  /** Browser origins allowed besides `chrome-extension://` ones (listing some of those allows only them); `*`: any. */
   allowedOrigins: z.array(z.string()).default([]),
   /**
    * The inference server's root URL (OpenAI-compatible; Ollama, llama-server, vLLM, LM Studio, OpenAI). A URL ending
