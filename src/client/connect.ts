@@ -42,9 +42,7 @@ const RECONNECT_DEFAULTS: Required<ReconnectOptions> = {
  * change, sleep, server restart) it reconnects with backoff and resumes the session with its resume token.
  */
 export class TabAgentClient extends RequestChannel {
-  sessionId: string;
-  resumeToken: string;
-  pc: RTCPeerConnection;
+  /** The current peer; a reconnect replaces it, and with it the three handles below. */
   private peer: Peer;
   private readonly reconnectOptions: Required<ReconnectOptions> | undefined;
   private reconnecting: Promise<void> | undefined;
@@ -58,13 +56,22 @@ export class TabAgentClient extends RequestChannel {
   ) {
     super(peer.channel, maxMessageSizeOf(peer.pc), options.maxQueued);
     this.peer = peer;
-    this.sessionId = peer.sessionId;
-    this.resumeToken = peer.resumeToken;
-    this.pc = peer.pc;
     const reconnect = options.reconnect ?? true;
     this.reconnectOptions = reconnect === false ? undefined : { ...RECONNECT_DEFAULTS, ...(reconnect === true ? {} : reconnect) };
     this.waitsOutShutdown = this.reconnectOptions !== undefined;
     this.watch(peer.pc);
+  }
+
+  get sessionId(): string {
+    return this.peer.sessionId;
+  }
+
+  get resumeToken(): string {
+    return this.peer.resumeToken;
+  }
+
+  get pc(): RTCPeerConnection {
+    return this.peer.pc;
   }
 
   /**
@@ -136,9 +143,6 @@ export class TabAgentClient extends RequestChannel {
 
   private adopt(peer: Peer): void {
     this.peer = peer;
-    this.pc = peer.pc;
-    this.sessionId = peer.sessionId;
-    this.resumeToken = peer.resumeToken;
     this.watch(peer.pc);
   }
 

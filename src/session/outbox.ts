@@ -51,10 +51,6 @@ export class Outbox<L> {
     this.entries.set(requestId, { target: link, chunks: [], firstIndex: 0, bytes: 0 });
   }
 
-  has(requestId: string): boolean {
-    return this.entries.has(requestId);
-  }
-
   /** A streamed chunk: kept, and sent if the client is there. */
   chunk(requestId: string, text: string): void {
     const entry = this.entries.get(requestId);
