@@ -24,6 +24,8 @@ import { launchWithExtension } from '../test/fixtures/chromium.ts';
 import { sleep, startDevServer, withTimeout, type DevServer } from '../test/fixtures/dev-server.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
+/** A benchmark sends far faster than a user: both transports run without the rate limits. */
+const NO_RATE_LIMITS = { TABAGENT_SESSION_RATE_PER_MINUTE: '0', TABAGENT_MESSAGE_RATE_PER_SECOND: '0' };
 const knob = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const options: Omit<BenchOptions, 'serverUrl'> = {
   roundTrips: knob('BENCH_ROUND_TRIPS', 1_000),
@@ -48,7 +50,7 @@ const pageLog: string[] = [];
 async function run(): Promise<BenchResult> {
   log('building the extension');
   const { extensionDir } = await buildBrowser();
-  server = await startDevServer({ TABAGENT_UPSTREAM_URL: 'off', TABAGENT_DATA_DIR: await tempDir('tabagent-bench-server-data-') });
+  server = await startDevServer({ ...NO_RATE_LIMITS, TABAGENT_UPSTREAM_URL: 'off', TABAGENT_DATA_DIR: await tempDir('tabagent-bench-server-data-') });
   log(`dev server on ${server.url}`);
 
   const profileDir = await tempDir('tabagent-bench-profile-');
@@ -63,6 +65,7 @@ async function run(): Promise<BenchResult> {
     cwd: root,
     env: {
       ...process.env,
+      ...NO_RATE_LIMITS,
       TABAGENT_NATIVE_ALLOWED_ORIGINS: `chrome-extension://${id}/`,
       TABAGENT_UPSTREAM_URL: 'off',
       TABAGENT_DATA_DIR: hostDataDir,

@@ -10,7 +10,7 @@ export interface Context {
   ip: string;
   signaling: Signaling;
   dispatcher: Dispatcher;
-  /** tRPC callers share one scope for `stop_generation` / `halt_status`. */
+  /** The API key's scope for `stop_generation` / `halt_status`: tRPC callers with the same key share it. */
   rpcCaller: Caller;
 }
 

@@ -15,11 +15,13 @@ import { limitBody } from './http/limit.ts';
 import { handleRest, REST_PREFIX } from './http/rest.ts';
 import { createWrtcPeer, type PeerFactory } from './peer/wrtc.ts';
 import { ApiKeys } from './security/auth.ts';
+import { SessionRate } from './security/rate-limit.ts';
 import { SessionManager } from './session/manager.ts';
 import { Signaling } from './signaling.ts';
 import { Stats } from './stats.ts';
 import type { Store } from './store/types.ts';
 import { WEBSOCKET_PATH, WebSocketEndpoint } from './ws/endpoint.ts';
+import { authorizationFromSubprotocols } from './ws/subprotocol.ts';
 
 export const VERSION = '0.1.0';
 
@@ -76,16 +78,24 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     }),
     stats,
   );
-  sessions = new SessionManager(config, { createPeer: deps.createPeer ?? createWrtcPeer, dispatcher, stats });
+  const sessionRate = new SessionRate(config.sessionRatePerMinute);
+  sessions = new SessionManager(config, { createPeer: deps.createPeer ?? createWrtcPeer, dispatcher, stats, sessionRate });
   const signaling = new Signaling(sessions, config);
-  const websockets = new WebSocketEndpoint(config, { dispatcher, stats });
-  const rpcCaller = new Caller('rpc');
+  const websockets = new WebSocketEndpoint(config, { dispatcher, stats, sessionRate });
+  /** tRPC `rpc.*` callers, one per API key: `stop_generation` and `halt_status` see that key's requests only. */
+  const rpcCallers = new Map<string, Caller>();
+  const rpcCallerOf = (identity: string) => {
+    let caller = rpcCallers.get(identity);
+    if (!caller) rpcCallers.set(identity, (caller = new Caller(`rpc-${identity}`)));
+    return caller;
+  };
   const apiKeys = new ApiKeys(config.apiKeys);
 
   /**
    * Every route but `GET /` (and CORS preflights, answered before) needs the API key when keys are configured.
    * tRPC checks it in its context, so tRPC clients get a tRPC error (`appCode: 'unauthorized'`); SSE, which cannot
-   * send headers, may carry it as connectionParams `{ authorization }`. The rest check it here, before routing.
+   * send headers, may carry it as connectionParams `{ authorization }`; a browser's WebSocket, as a subprotocol
+   * (src/ws/subprotocol.ts). The rest check it here, before routing.
    */
   async function route(request: Request, ip: string): Promise<Response> {
     const path = new URL(request.url).pathname;
@@ -109,11 +119,13 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
           } catch (error) {
             throw toTRPCError(error as AppError);
           }
-          return { ip, signaling: signaling.as(identity), dispatcher, rpcCaller };
+          return { ip, signaling: signaling.as(identity), dispatcher, rpcCaller: rpcCallerOf(identity) };
         },
       });
     }
-    const identity = apiKeys.authenticate(authorization);
+    const identity = apiKeys.authenticate(
+      authorization ?? (path === WEBSOCKET_PATH ? authorizationFromSubprotocols(request.headers.get('sec-websocket-protocol')) : null),
+    );
     if (path.startsWith(REST_PREFIX)) return handleRest(request, path, ip, signaling.as(identity), config.maxBodyBytes);
     if (path === WEBSOCKET_PATH) return websockets.handle(request, ip);
     return errorResponse(new AppError('not_found', `No route ${request.method} ${path}`));
@@ -139,7 +151,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
         sessions.shutdown(graceMs),
         websockets.shutdown(graceMs),
         // tRPC `rpc.*` calls: what outlives the grace is answered `shutting_down` too, before the process exits.
-        dispatcher.drainOrCancel(graceMs ?? config.shutdownGraceMs, () => [rpcCaller]),
+        dispatcher.drainOrCancel(graceMs ?? config.shutdownGraceMs, () => [...rpcCallers.values()]),
       ]).then(() => {});
       return closing;
     },

@@ -8,7 +8,10 @@ import * as assert from 'uvu/assert';
 import { createSignalingClient } from '../src/client/signaling.ts';
 import { loadConfig } from '../src/config.ts';
 import { ANONYMOUS, ApiKeys, bearerToken, keyId, parseKeysFile } from '../src/security/auth.ts';
+import { WebSocketClient } from '../src/ws/client.ts';
 import { WEBSOCKET_PATH } from '../src/ws/endpoint.ts';
+import { subprotocols } from '../src/ws/subprotocol.ts';
+import { fakeInference } from './fixtures/engine.ts';
 import { openSse, subscriptionUrl } from './fixtures/sse.ts';
 import { startServer, type TestServer } from './fixtures/server.ts';
 
@@ -18,9 +21,9 @@ const KEY_A = 'key-a-0123456789abcdef';
 const KEY_B = 'key-b-0123456789abcdef';
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
 
-/** A server with keys A and B; closed however the test ends. */
+/** A server with keys A and B (and a slow fake model); closed however the test ends. */
 async function withServer(body: (server: TestServer) => Promise<void>): Promise<void> {
-  const server = await startServer({ apiKeys: [KEY_A, KEY_B], maxSessionsPerIp: 100 });
+  const server = await startServer({ apiKeys: [KEY_A, KEY_B], maxSessionsPerIp: 100 }, { engines: fakeInference({ tokenDelayMs: 20 }) });
   try {
     await body(server);
   } finally {
@@ -54,18 +57,22 @@ function expectTrpc(error: TRPCClientError<never>, status: number, appCode: stri
 }
 
 /** The status a WebSocket upgrade gets: 101 when it is accepted. */
-function upgradeStatus(server: TestServer, headers: Record<string, string> = {}): Promise<number> {
+async function upgradeStatus(server: TestServer, headers: Record<string, string> = {}): Promise<number> {
+  return (await upgrade(server, headers)).statusCode ?? 0;
+}
+
+function upgrade(server: TestServer, headers: Record<string, string>): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
     const request = http.request(new URL(WEBSOCKET_PATH, server.url), {
       headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', ...headers },
     });
     request.on('upgrade', (response, socket) => {
       socket.destroy();
-      resolve(response.statusCode ?? 0);
+      resolve(response);
     });
     request.on('response', (response) => {
       response.resume();
-      resolve(response.statusCode ?? 0);
+      resolve(response);
     });
     request.on('error', reject);
     request.end();
@@ -162,6 +169,44 @@ test('the right key: a wrtc client connects and health answers over the data cha
     const api = createSignalingClient({ url: server.url, headers: () => bearer(KEY_B) });
     assert.is((await api.rpc.health.query()).status, 'ok');
     assert.is(await upgradeStatus(server, bearer(KEY_B)), 101);
+  }),
+);
+
+test('a browser\'s WebSocket offers the key as a subprotocol; the server accepts `tabagent` and never echoes the key', () =>
+  withServer(async (server) => {
+    const url = new URL(WEBSOCKET_PATH, server.url.replace('http', 'ws'));
+    const socket = await WebSocketClient.connect(url, { apiKey: KEY_A });
+    try {
+      assert.is((await socket.request({ action: 'health' })).frame.status, 'ok');
+    } finally {
+      await socket.close();
+    }
+    const offered = (key: string) => ({ 'sec-websocket-protocol': subprotocols(key).join(', ') });
+    const accepted = await upgrade(server, offered(KEY_B));
+    assert.is(accepted.statusCode, 101);
+    assert.is(accepted.headers['sec-websocket-protocol'], 'tabagent', 'only `tabagent` comes back');
+    assert.is(await upgradeStatus(server, offered('wrong-0123456789abcdef')), 401, 'a wrong key in the subprotocol');
+    assert.is(await upgradeStatus(server, { 'sec-websocket-protocol': 'tabagent, tabagent.bearer.%%%' }), 401, 'a key that is not base64url');
+    const refused = await WebSocketClient.connect(url).then(() => 'opened', (error: Error) => error.message);
+    assert.match(refused, '401', 'no key');
+  }),
+);
+
+test('rpc.* stop_generation and halt_status see the calling key\'s requests only', () =>
+  withServer(async (server) => {
+    const a = createSignalingClient({ url: server.url, headers: () => bearer(KEY_A) });
+    const b = createSignalingClient({ url: server.url, headers: () => bearer(KEY_B) });
+    const words = Array.from({ length: 25 }, (_, i) => `w${i}`).join(' ');
+    const chat = a.rpc.chat.mutate({ messages: [{ role: 'user', content: words }] }).catch((error: TRPCClientError<never>) => error);
+    for (const deadline = Date.now() + 5_000; !(await a.rpc.halt_status.query({})).generating; ) {
+      if (Date.now() > deadline) throw new Error('the chat never started');
+    }
+    assert.is((await b.rpc.halt_status.query({})).generating, false, 'B sees nothing of A\'s');
+    assert.equal((await b.rpc.stop_generation.mutate({})).stopped, [], 'B stops nothing of A\'s');
+    assert.is((await a.rpc.stop_generation.mutate({})).stopped.length, 1, 'A stops its own');
+    const stopped = await chat;
+    assert.instance(stopped, TRPCClientError, 'the chat ended cancelled');
+    expectTrpc(stopped as TRPCClientError<never>, 499, 'cancelled', 'the stopped chat');
   }),
 );
 

@@ -2,7 +2,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AppError, createSignalingClient } from '../src/client/index.ts';
+import { spawnNativeHost } from '../src/native/client.ts';
 import { RateLimiter, TokenBucket } from '../src/security/rate-limit.ts';
+import { WebSocketClient, type Answer } from '../src/ws/client.ts';
 import { startServer } from './fixtures/server.ts';
 
 const test = suite('rate limits');
@@ -52,6 +54,54 @@ test('messages per session: past the burst each gets rate_limited with retry_aft
     assert.ok(client.open);
   } finally {
     await server.close();
+  }
+});
+
+/** Of answers to a burst: how many were served, and the rate_limited errors among the rest. */
+function tally(frames: Record<string, unknown>[]) {
+  const limited = frames.filter((frame) => frame.type === 'error');
+  assert.ok(limited.every((frame) => frame.code === 'rate_limited'), `only rate_limited errors: ${JSON.stringify(limited[0])}`);
+  return { served: frames.length - limited.length, limited };
+}
+
+test('a WebSocket spends the same budgets: it counts as a new session, and its messages are limited like a channel\'s', async () => {
+  const server = await startServer({ sessionRatePerMinute: 2, messageRatePerSecond: 5, messageBurst: 5 });
+  const socketUrl = `${server.url.replace('http', 'ws')}/v1/ws`;
+  try {
+    assert.is((await fetch(`${server.url}/v1/webrtc/offer`, { method: 'POST', body: '{}' })).status, 200);
+    const socket = await WebSocketClient.connect(socketUrl);
+    const refused = await WebSocketClient.connect(socketUrl).then(
+      () => 'opened',
+      (error: Error) => error.message,
+    );
+    assert.match(refused, '429', 'a third session a minute from this address is refused');
+
+    const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => socket.request({ action: 'echo', data: i })));
+    const { served, limited } = tally(answers.map((answer: Answer) => answer.frame));
+    assert.is(served, 5, 'the burst is served');
+    assert.ok((limited[0].details as { retry_after_ms: number }).retry_after_ms <= 200, 'a token every 200 ms');
+    assert.ok(limited.every((frame) => typeof frame.request_id === 'string'), 'each refusal names its request');
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    assert.is((await socket.request({ action: 'echo', data: 'after' })).frame.data, 'after', 'the same socket serves again');
+    await socket.close();
+  } finally {
+    await server.close();
+  }
+});
+
+test('a native messaging port has the same message budget', async () => {
+  const host = await spawnNativeHost({
+    env: { TABAGENT_UPSTREAM_URL: 'off', TABAGENT_MESSAGE_RATE_PER_SECOND: '5', TABAGENT_MESSAGE_BURST: '5', DATABASE_URL: 'postgres://none@127.0.0.1:9/none' },
+  });
+  try {
+    const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => host.request({ action: 'echo', data: i })));
+    const { served, limited } = tally(answers);
+    assert.is(served, 5);
+    assert.is(limited.length, 5);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    assert.is((await host.request({ action: 'echo', data: 'after' })).data, 'after');
+  } finally {
+    assert.is(await host.close(), 0, 'the host exits cleanly');
   }
 });
 

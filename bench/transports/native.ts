@@ -12,7 +12,7 @@ const PART_BYTES = 32 * 1024 * 1024;
  * host gives up on it at once (the embedded store, one process at a time, would go to the first host only).
  */
 export function nativeTransport(): Transport<BenchSession & { pid: number }> {
-  const env = { TABAGENT_UPSTREAM_URL: 'off', LOG_LEVEL: 'error', DATABASE_URL: 'postgres://bench@127.0.0.1:9/none' };
+  const env = { TABAGENT_MESSAGE_RATE_PER_SECOND: '0', TABAGENT_UPSTREAM_URL: 'off', LOG_LEVEL: 'error', DATABASE_URL: 'postgres://bench@127.0.0.1:9/none' };
   return {
     key: 'native',
     label: 'native host',

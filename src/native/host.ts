@@ -8,7 +8,8 @@ import type { Config } from '../config.ts';
 import { Caller } from '../dispatch.ts';
 import { AppError } from '../errors.ts';
 import { log } from '../log.ts';
-import { decodeRequestObject, errorFrame, type ErrorFrame } from '../protocol/frames.ts';
+import { MessageRate } from '../security/rate-limit.ts';
+import { decodeRequestObject, errorFrame, requestIdOf, type ErrorFrame } from '../protocol/frames.ts';
 import { shutdownNotice } from '../protocol/events.ts';
 import { decodeUtf8, utf8Length } from '../protocol/framing.ts';
 import { decodeEnvelope, envelopeAnswer, isEnvelope } from './envelope.ts';
@@ -42,16 +43,19 @@ export function runNativeHost({ config, app, close, args = [] }: NativeHostOptio
   const out = frameWriter(claimStdout(), app);
   const caller = new Caller('native', config.maxInFlightPerSession);
   const reader = new NativeMessageReader(Math.min(config.maxMessageBytes, MAX_BROWSER_MESSAGE_BYTES));
+  const messageRate = new MessageRate(config);
 
   const receive = (bytes: Uint8Array) => {
     app.stats.traffic.messagesIn++;
     app.stats.traffic.bytesIn += LENGTH_PREFIX_BYTES + bytes.length;
+    const limited = messageRate.take();
     const parsed = parseMessage(bytes);
     if (parsed instanceof AppError) return out.send(errorFrame(parsed));
     // Envelope requests answer in the envelope's shape, whole: their callers expect no chunk or event frames.
     const envelope = isEnvelope(parsed);
     const decoded = envelope ? decodeEnvelope(parsed, caller.assignRequestId) : decodeRequestObject(parsed, caller.assignRequestId);
     const answer = (frame: Record<string, unknown> | ErrorFrame) => out.send(envelope ? envelopeAnswer(frame) : frame);
+    if (limited) return answer(errorFrame(limited, requestIdOf(decoded)));
     if (!decoded.ok) return answer(errorFrame(decoded.error, decoded.requestId));
     void app.dispatcher
       .execute(caller, decoded.request, { emit: envelope ? undefined : out.send })

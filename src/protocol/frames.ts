@@ -38,6 +38,12 @@ export function decodeFrame(text: string, assignId: () => string): InboundFrame 
   return decodeRequestObject(frame, assignId);
 }
 
+/** The request id a decoded frame carried, when it had a usable one (to correlate an error that refuses it). */
+export function requestIdOf(decoded: InboundFrame): string | undefined {
+  if (!decoded.ok) return decoded.requestId;
+  return 'request' in decoded ? decoded.request.requestId : undefined;
+}
+
 export interface ErrorFrame {
   request_id?: string;
   type: 'error';

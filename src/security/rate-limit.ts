@@ -1,3 +1,6 @@
+import type { Config } from '../config.ts';
+import { AppError } from '../errors.ts';
+
 /**
  * Token buckets: `burst` tokens at most, refilled at `perSecond`; each request takes one. Over the limit, the
  * answer is how long until a token is back, for a `retry_after_ms` the caller can act on.
@@ -54,5 +57,44 @@ export class RateLimiter {
 
   private forgetFull(now: number): void {
     for (const [key, bucket] of this.buckets) if (bucket.fullAt(now)) this.buckets.delete(key);
+  }
+}
+
+/**
+ * New sessions per client address, one budget for everything that opens one (a WebRTC session, a WebSocket): over
+ * it, `admit` throws `rate_limited` with `retry_after_ms`. A resume is not a new session and does not ask.
+ */
+export class SessionRate {
+  private readonly limiter: RateLimiter;
+
+  constructor(private readonly perMinute: number) {
+    this.limiter = new RateLimiter(perMinute, perMinute / 60);
+  }
+
+  admit(ip: string): void {
+    const wait = this.limiter.take(ip);
+    if (wait > 0) {
+      throw new AppError('rate_limited', `More than ${this.perMinute} new sessions a minute from this address; retry in ${Math.ceil(wait / 1000)} s`, {
+        details: { retry_after_ms: wait },
+      });
+    }
+  }
+}
+
+/**
+ * One link's message budget (a session's data channels, a WebSocket, a native port): `take` answers the
+ * `rate_limited` error for a message over it, undefined while within. The link stays up either way.
+ */
+export class MessageRate {
+  private readonly bucket: TokenBucket | undefined;
+
+  constructor({ messageBurst, messageRatePerSecond }: Pick<Config, 'messageBurst' | 'messageRatePerSecond'>) {
+    this.bucket = messageRatePerSecond > 0 ? new TokenBucket(messageBurst, messageRatePerSecond) : undefined;
+  }
+
+  take(): AppError | undefined {
+    const wait = this.bucket?.take() ?? 0;
+    if (wait === 0) return undefined;
+    return new AppError('rate_limited', `Too many messages; retry in ${wait} ms`, { details: { retry_after_ms: wait } });
   }
 }

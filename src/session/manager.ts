@@ -4,7 +4,7 @@ import type { Dispatcher } from '../dispatch.ts';
 import { shutdownNotice } from '../protocol/events.ts';
 import { AppError } from '../errors.ts';
 import { ANONYMOUS } from '../security/auth.ts';
-import { RateLimiter } from '../security/rate-limit.ts';
+import { MessageRate, type SessionRate } from '../security/rate-limit.ts';
 import { log, redact } from '../log.ts';
 import { iceServersFor } from '../peer/ice-servers.ts';
 import { createServerOffer } from '../peer/offer.ts';
@@ -18,6 +18,8 @@ export interface ManagerDeps {
   createPeer: PeerFactory;
   dispatcher: Dispatcher;
   stats: Stats;
+  /** New sessions per address, shared with the WebSocket endpoint. */
+  sessionRate: SessionRate;
 }
 
 /** Client candidates held before the answer; a real client sends a handful. */
@@ -33,7 +35,6 @@ export class SessionManager {
   private readonly byResumeToken = new Map<string, Session>();
   private readonly perIp = new Map<string, number>();
   private readonly answering = new Set<Session>();
-  private readonly sessionRate: RateLimiter;
   private readonly sweepTimer: ReturnType<typeof setInterval>;
   private created = 0;
   private accepting = true;
@@ -42,7 +43,6 @@ export class SessionManager {
     private readonly config: Config,
     private readonly deps: ManagerDeps,
   ) {
-    this.sessionRate = new RateLimiter(config.sessionRatePerMinute, config.sessionRatePerMinute / 60);
     this.sweepTimer = setInterval(() => this.sweep(), config.cleanupIntervalMs);
     this.sweepTimer.unref?.();
   }
@@ -54,12 +54,7 @@ export class SessionManager {
   /** Creates a session and its offer. The slot is taken before any await, so limits hold under concurrency. */
   async create(options: { clientId?: string; ip: string; trickle?: boolean; owner?: string }): Promise<{ session: Session; offerSdp: string }> {
     if (!this.accepting) throw new AppError('shutting_down', 'Server is shutting down; try again shortly');
-    const wait = this.sessionRate.take(options.ip);
-    if (wait > 0) {
-      throw new AppError('rate_limited', `More than ${this.config.sessionRatePerMinute} new sessions a minute from this address; retry in ${Math.ceil(wait / 1000)} s`, {
-        details: { retry_after_ms: wait },
-      });
-    }
+    this.deps.sessionRate.admit(options.ip);
     if (this.sessions.size >= this.config.maxSessions && !this.evictSuspended(() => true)) {
       throw new AppError('server_busy', `Server has its maximum of ${this.config.maxSessions} sessions; try again later`);
     }
@@ -78,7 +73,7 @@ export class SessionManager {
         maxInFlight: this.config.maxInFlightPerSession,
         resumeGraceMs: this.config.resumeGraceMs,
         resumeBufferBytes: this.config.resumeBufferBytes,
-        messageRate: { burst: this.config.messageBurst, perSecond: this.config.messageRatePerSecond },
+        messageRate: new MessageRate(this.config),
         onClosed: (s) => this.forget(s),
       },
       pc,

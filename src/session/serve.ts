@@ -1,7 +1,7 @@
 import type { Dispatcher, Emit } from '../dispatch.ts';
 import { AppError } from '../errors.ts';
 import { log, redact } from '../log.ts';
-import { decodeFrame, errorFrame, type InboundFrame, type ResumeFrame } from '../protocol/frames.ts';
+import { decodeFrame, errorFrame, requestIdOf, type ResumeFrame } from '../protocol/frames.ts';
 import { ChannelLink, DEFAULT_MAX_MESSAGE_SIZE, type Inbound } from '../protocol/link.ts';
 import type { Stats } from '../stats.ts';
 import type { Session } from './session.ts';
@@ -50,9 +50,9 @@ export function serveChannel(session: Session, channel: RTCDataChannel, options:
 
   const receive = (message: Inbound) => {
     session.touch();
-    const wait = session.messageLimit?.take() ?? 0;
+    const limited = session.messageRate.take();
     const decoded = decodeFrame(message.kind === 'text' ? message.text : message.header, session.caller.assignRequestId);
-    if (wait > 0) return send(errorFrame(rateLimited(wait), requestIdOf(decoded)));
+    if (limited) return send(errorFrame(limited, requestIdOf(decoded)));
     if (!decoded.ok) return send(errorFrame(decoded.error, decoded.requestId));
     if ('resume' in decoded) return primary ? resume(decoded.resume) : send(errorFrame(notResumable()));
     const { request } = decoded;
@@ -92,18 +92,6 @@ export function serveChannel(session: Session, channel: RTCDataChannel, options:
   };
   if (channel.readyState === 'open' && session.state === 'ice_gathering') session.setState('connected');
   return link;
-}
-
-/** The request id a frame carried, when it had a usable one. */
-function requestIdOf(decoded: InboundFrame): string | undefined {
-  if (!decoded.ok) return decoded.requestId;
-  return 'request' in decoded ? decoded.request.requestId : undefined;
-}
-
-function rateLimited(retryAfterMs: number): AppError {
-  return new AppError('rate_limited', `Too many messages on this session; retry in ${retryAfterMs} ms`, {
-    details: { retry_after_ms: retryAfterMs },
-  });
 }
 
 function notResumable(): AppError {

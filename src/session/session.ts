@@ -4,7 +4,7 @@ import { AppError } from '../errors.ts';
 import { log, redact } from '../log.ts';
 import type { ChannelLink } from '../protocol/link.ts';
 import { reclaimClosedPeers } from '../peer/reclaim.ts';
-import { TokenBucket } from '../security/rate-limit.ts';
+import type { MessageRate } from '../security/rate-limit.ts';
 import { EventLog } from './events.ts';
 import { Outbox } from './outbox.ts';
 
@@ -44,8 +44,8 @@ export interface SessionOptions {
   resumeGraceMs: number;
   /** Bound on the answers and chunks kept for a resume. */
   resumeBufferBytes: number;
-  /** Messages per second on its data channels, with a burst; `perSecond` 0: no limit. */
-  messageRate?: { burst: number; perSecond: number };
+  /** The budget every message on its data channels spends. */
+  messageRate: MessageRate;
   /** The session ended (after `close`): forget it. */
   onClosed(session: Session): void;
 }
@@ -64,7 +64,7 @@ export class Session {
   readonly resumeToken = randomBytes(24).toString('base64url');
   readonly caller: Caller;
   /** Spent by every message from the client; empty means `rate_limited` (the channel stays open). */
-  readonly messageLimit: TokenBucket | undefined;
+  readonly messageRate: MessageRate;
   readonly outbox: Outbox<ChannelLink>;
   readonly links = new Set<ChannelLink>();
   readonly createdAt = Date.now();
@@ -93,8 +93,7 @@ export class Session {
     this.ip = options.ip;
     this.owner = options.owner;
     this.caller = new Caller(options.id, options.maxInFlight);
-    const rate = options.messageRate;
-    this.messageLimit = rate && rate.perSecond > 0 ? new TokenBucket(rate.burst, rate.perSecond) : undefined;
+    this.messageRate = options.messageRate;
     this.outbox = new Outbox<ChannelLink>(deliverIgnoringClosed(options.id), {
       maxBytes: options.resumeBufferBytes,
       retentionMs: options.resumeGraceMs,

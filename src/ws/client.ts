@@ -6,6 +6,7 @@
 import WebSocket from 'crossws/websocket';
 import { AppError } from '../errors.ts';
 import { decodeEnvelope, encodeEnvelope } from '../protocol/framing.ts';
+import { subprotocols } from './subprotocol.ts';
 
 export type Frame = Record<string, unknown>;
 
@@ -51,9 +52,12 @@ export class WebSocketClient {
     });
   }
 
-  /** Opens `ws://host:port/v1/ws`; rejects when the server refuses the upgrade (e.g. 403 for an origin). */
-  static connect(url: string | URL): Promise<WebSocketClient> {
-    const socket = new WebSocket(url);
+  /**
+   * Opens `ws://host:port/v1/ws`, with the API key (when the server requires one) offered as a subprotocol, as a
+   * browser must; rejects when the server refuses the upgrade (e.g. 403 for an origin, 401 for the key).
+   */
+  static connect(url: string | URL, options: { apiKey?: string } = {}): Promise<WebSocketClient> {
+    const socket = new WebSocket(url, subprotocols(options.apiKey));
     return new Promise((resolve, reject) => {
       socket.onopen = () => resolve(new WebSocketClient(socket));
       socket.onerror = (event) => reject(new Error(`WebSocket to ${url} failed: ${(event as ErrorEvent).message ?? 'error'}`));

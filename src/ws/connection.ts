@@ -7,9 +7,10 @@
 import { Caller, type Dispatcher } from '../dispatch.ts';
 import { AppError, toAppError } from '../errors.ts';
 import { log } from '../log.ts';
-import { decodeFrame, errorFrame } from '../protocol/frames.ts';
+import { decodeFrame, errorFrame, requestIdOf } from '../protocol/frames.ts';
 import { decodeEnvelope, encodeEnvelope, FRAME_ENVELOPE, utf8Length } from '../protocol/framing.ts';
 import type { LinkStats } from '../protocol/link.ts';
+import type { MessageRate } from '../security/rate-limit.ts';
 
 /** What a connection needs of the socket: crossws's `Peer` on every runtime. */
 export interface SocketPeer {
@@ -23,6 +24,8 @@ export interface ConnectionOptions {
   traffic: LinkStats;
   maxMessageBytes: number;
   maxInFlight: number;
+  /** This socket's message budget: past it, `rate_limited` and the socket stays. */
+  messageRate: MessageRate;
 }
 
 export class SocketConnection {
@@ -42,7 +45,8 @@ export class SocketConnection {
    * a Buffer under Node, an ArrayBuffer under Deno). Never throws: a socket's event handler must not.
    */
   receive(data: unknown): void {
-    const { dispatcher, traffic } = this.#options;
+    const { dispatcher, traffic, messageRate } = this.#options;
+    const limited = messageRate.take();
     let text: string;
     let attachment: Uint8Array | undefined;
     try {
@@ -58,6 +62,7 @@ export class SocketConnection {
     }
 
     const decoded = decodeFrame(text, this.caller.assignRequestId);
+    if (limited) return this.send(errorFrame(limited, requestIdOf(decoded)));
     if (!decoded.ok) return this.send(errorFrame(decoded.error, decoded.requestId));
     if ('resume' in decoded) return this.send(errorFrame(notResumable()));
     const emit = (frame: Record<string, unknown>) => this.send(frame);

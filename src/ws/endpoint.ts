@@ -11,6 +11,7 @@ import { json } from '../http/json.ts';
 import { log } from '../log.ts';
 import { errorFrame } from '../protocol/frames.ts';
 import { shutdownNotice } from '../protocol/events.ts';
+import { MessageRate, type SessionRate } from '../security/rate-limit.ts';
 import type { Stats } from '../stats.ts';
 import { SocketConnection } from './connection.ts';
 
@@ -31,6 +32,8 @@ const TRY_AGAIN_LATER = 1013;
 export interface EndpointDeps {
   dispatcher: Dispatcher;
   stats: Stats;
+  /** New sessions per address: a socket counts as one, from the same budget as WebRTC sessions. */
+  sessionRate: SessionRate;
 }
 
 /** Every open socket: admission within the session limits, and graceful shutdown. */
@@ -68,6 +71,7 @@ export class WebSocketEndpoint {
       return json({ error: error.toJSON() }, 426, { upgrade: 'websocket' });
     }
     this.#admit(ip);
+    this.#deps.sessionRate.admit(ip);
     let connection: SocketConnection | undefined;
     setWebSocketHooks(request, {
       open: (peer) => {
@@ -129,6 +133,7 @@ export class WebSocketEndpoint {
       traffic: this.#deps.stats.traffic,
       maxMessageBytes: this.#config.maxMessageBytes,
       maxInFlight: this.#config.maxInFlightPerSession,
+      messageRate: new MessageRate(this.#config),
     });
     this.#connections.add(connection);
     this.#perAddress.set(ip, (this.#perAddress.get(ip) ?? 0) + 1);

@@ -7,6 +7,7 @@
 import { serve } from 'crossws/server';
 import type { Server } from 'srvx';
 import type { App } from '../app.ts';
+import { chooseSubprotocol } from './subprotocol.ts';
 
 export interface ListenOptions {
   hostname: string;
@@ -24,7 +25,10 @@ export function serveApp(app: App, { hostname, port }: ListenOptions): Server {
     fetch: (request) => app.fetch(request, { ip: request.ip }),
     websocket: {
       // No hooks here: crossws resolves them per upgrade from app.fetch (see endpoint.ts).
-      options: { node: { serverOptions: { maxPayload: app.websockets.maxReadBytes } } },
+      options: {
+        node: { serverOptions: { maxPayload: app.websockets.maxReadBytes }, handleProtocols: chooseSubprotocol },
+        deno: { handleProtocols: chooseSubprotocol },
+      },
     },
   });
 }
