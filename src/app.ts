@@ -11,9 +11,10 @@ import { createKnowledgeEngine } from './engine/knowledge/index.ts';
 import { AppError } from './errors.ts';
 import { corsHeaders, isOriginAllowed, preflightHeaders } from './http/cors.ts';
 import { errorResponse, json } from './http/json.ts';
-import { limitBody } from './http/limit.ts';
+import { limitBody, limitNesting } from './http/limit.ts';
 import { handleRest, REST_PREFIX } from './http/rest.ts';
 import { createWrtcPeer, type PeerFactory } from './peer/wrtc.ts';
+import { MAX_NESTING_DEPTH } from './protocol/frames.ts';
 import { ApiKeys } from './security/auth.ts';
 import { SessionRate } from './security/rate-limit.ts';
 import { SessionManager } from './session/manager.ts';
@@ -24,6 +25,8 @@ import { WEBSOCKET_PATH, WebSocketEndpoint } from './ws/endpoint.ts';
 import { authorizationFromSubprotocols } from './ws/subprotocol.ts';
 
 export const VERSION = '0.1.0';
+/** A tRPC body's nesting bound: a request's own (MAX_NESTING_DEPTH) plus room for the batch and superjson wrappers. */
+const MAX_BODY_DEPTH = MAX_NESTING_DEPTH + 8;
 
 export interface AppDeps {
   /** Makes RTCPeerConnections; wrtc by default. */
@@ -108,9 +111,10 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
       const signalingOnly = path.slice('/trpc/'.length).split(',').every((procedure) => procedure.startsWith('webrtc.'));
       const limit = signalingOnly ? config.maxBodyBytes : config.maxMessageBytes;
       const tooLarge = () => new TRPCError({ code: 'PAYLOAD_TOO_LARGE', message: `Body is larger than ${limit} bytes` });
+      const tooDeep = () => new TRPCError({ code: 'BAD_REQUEST', message: `Body nests arrays or objects more than ${MAX_BODY_DEPTH} levels deep` });
       return fetchRequestHandler({
         endpoint: '/trpc',
-        req: limitBody(request, limit, tooLarge),
+        req: limitNesting(limitBody(request, limit, tooLarge), MAX_BODY_DEPTH, tooDeep),
         router: appRouter,
         createContext: ({ info }) => {
           let identity: string;
@@ -144,6 +148,9 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
       if (request.method === 'OPTIONS') return new Response(null, { status: 204, headers: origin ? preflightHeaders(origin) : {} });
       const response = await route(request, info.ip ?? 'unknown').catch(errorResponse);
       if (origin) for (const [name, value] of Object.entries(corsHeaders(origin))) response.headers.set(name, value);
+      // A body refused for its size is left unread (see limit.ts), so its connection cannot carry another request:
+      // kept alive, Node resets it under the client's next one. Closing it sends that request on a fresh one.
+      if (response.status === 413) response.headers.set('connection', 'close');
       return response;
     },
     close(graceMs) {

@@ -2,6 +2,7 @@ import { TRPCClientError } from '@trpc/client';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { AppDeps } from '../src/app.ts';
+import type { AppError } from '../src/client/index.ts';
 import type { TabAgentClient } from '../src/client/index.ts';
 import { createSignalingClient } from '../src/client/signaling.ts';
 import type { ConfigInput } from '../src/config.ts';
@@ -270,6 +271,24 @@ test('after every kind of abuse the same session and a second session still answ
     assert.is(root.status, 200, 'the HTTP server still answers');
     assert.is((await createSignalingClient({ url: server.url }).rpc.health.query()).status, 'ok');
   }),
+);
+
+test('an answer JSON cannot carry is answered internal on the server\'s channel and a client-opened one; the session serves on', () =>
+  withServer(
+    async (server) => {
+      const client = await server.client();
+      const onPrimary = await client.generate({ prompt: 'x' }).catch((error: AppError) => error);
+      assert.is((onPrimary as AppError).code, 'internal');
+      const raw = await rawChannel(server);
+      const onRaw = await raw.send('{"action":"generate","prompt":"x","request_id":"big"}', (f) => f.request_id === 'big');
+      expectError(onRaw, 'internal', 'the unencodable answer', 'big');
+      assert.is((await client.health()).status, 'ok');
+      assert.is(server.app.dispatcher.inFlightCount, 0);
+    },
+    {},
+    // A handler whose answer JSON.stringify throws on: the transports must still answer.
+    { engines: { generate: async () => ({ response: 'x', model: 'm', finish_reason: 'stop', extra: 1n }) as never } },
+  ),
 );
 
 test('once shutdown has begun a new request gets shutting_down, in-flight work finishes, and offers get 503', () => {

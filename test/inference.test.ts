@@ -387,12 +387,13 @@ openai('lists served models; load_model confirms a served one; Ollama-only opera
     assert.ok(models.some((m) => m.id === 'llama3.2:3b'));
     assert.is((await client.request('load_model', { model_id: 'llama3.2:3b' })).loaded, true);
     assert.is((await appError(client.request('load_model', { model_id: 'nope' }))).code, 'not_found');
+    // One at a time: a call whose rejection arrives before anything awaits it would be an unhandled rejection.
     for (const call of [
-      client.request('unload_model', { model_id: 'llama3.2:3b' }),
-      client.request('pull_model', { model: 'x' }),
-      client.request('delete_model', { model_id: 'llama3.2:3b' }),
+      () => client.request('unload_model', { model_id: 'llama3.2:3b' }),
+      () => client.request('pull_model', { model: 'x' }),
+      () => client.request('delete_model', { model_id: 'llama3.2:3b' }),
     ]) {
-      assert.is((await appError(call)).code, 'not_supported');
+      assert.is((await appError(call())).code, 'not_supported');
     }
     assert.ok((await client.request('get_embedding_models')).models.some((m) => m.id === 'nomic-embed-text'));
   }),

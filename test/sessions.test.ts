@@ -4,6 +4,7 @@ import type { App } from '../src/app.ts';
 import { createSignalingClient } from '../src/client/index.ts';
 import { AppError } from '../src/errors.ts';
 import { fakeInference } from './fixtures/engine.ts';
+import { rawPeer } from './fixtures/raw-peer.ts';
 import { startServer, until } from './fixtures/server.ts';
 
 /** A REST offer as a client at `ip` would make it (the app's fetch handler takes the address from the adapter). */
@@ -67,6 +68,23 @@ lifecycle('an idle session is closed by the sweep, and its channel with it', asy
     await until(() => server.app.sessions.size === 0, 'the sweep to close the idle session');
     await until(() => !client.open, 'the client channel to close');
   } finally {
+    await server.close();
+  }
+});
+
+lifecycle('an offer answered but never connected (no candidates ever sent) expires with the offer', async () => {
+  const server = await startServer({ offerTtlMs: 300, cleanupIntervalMs: 50 });
+  const peer = rawPeer();
+  try {
+    const api = createSignalingClient({ url: server.url });
+    const { sessionId, offerSdp } = await api.webrtc.offer.mutate({ trickle: true });
+    // Neither side learns a candidate of the other: ICE has nothing to check, and the session nothing to connect.
+    const answerSdp = await peer.answer(offerSdp.replace(/^a=candidate:.*\r\n/gm, ''));
+    await api.webrtc.answer.mutate({ sessionId, answerSdp });
+    assert.is((await api.webrtc.session.query({ sessionId })).state, 'ice_gathering');
+    await until(() => server.app.sessions.size === 0, 'the unconnected session to expire', 3_000);
+  } finally {
+    peer.close();
     await server.close();
   }
 });

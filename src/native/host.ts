@@ -9,7 +9,7 @@ import { Caller } from '../dispatch.ts';
 import { AppError } from '../errors.ts';
 import { log } from '../log.ts';
 import { MessageRate } from '../security/rate-limit.ts';
-import { decodeRequestObject, errorFrame, requestIdOf, type ErrorFrame } from '../protocol/frames.ts';
+import { decodeRequestObject, errorFrame, requestIdOf, undeliverable, type ErrorFrame } from '../protocol/frames.ts';
 import { shutdownNotice } from '../protocol/events.ts';
 import { decodeUtf8, utf8Length } from '../protocol/framing.ts';
 import { decodeEnvelope, envelopeAnswer, isEnvelope } from './envelope.ts';
@@ -63,7 +63,8 @@ export function runNativeHost({ config, app, close, args = [] }: NativeHostOptio
         // JSON only: a handler's binary part (echo returns the request's, which cannot come this way) is dropped.
         if (attachment) log.warn('binary attachment dropped: native messaging carries JSON only', { request_id: decoded.request.requestId });
         answer(frame);
-      });
+      })
+      .catch((error) => answer(undeliverable(error, decoded.request.requestId)));
   };
 
   return new Promise<number>((resolve) => {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AppError, type ErrorCode } from '../errors.ts';
+import { log } from '../log.ts';
 import { actionFromPascalCase, isAction, registry, type Action } from '../registry.ts';
 
 /** A request that passed decoding and its type's input schema. */
@@ -83,7 +84,42 @@ export function decodeRequestObject(frame: unknown, assignId: () => string): Dec
 
   const parsed = registry[action].input.safeParse(params);
   if (!parsed.success) return fail(schemaError(action, parsed.error.issues), requestId);
+  const deep = tooDeepField(params);
+  if (deep !== undefined) return fail(invalidField(deep, `nests arrays or objects more than ${MAX_NESTING_DEPTH} levels deep`), requestId);
   return { ok: true, request: { requestId, action, params: parsed.data } };
+}
+
+/**
+ * How deep a request's field may nest arrays and objects. JSON.parse reads any depth, but JSON.stringify (every
+ * answer, the resume outbox) recurses and throws RangeError a few thousand levels down: an `echo` of 100,000
+ * nested arrays (200 KB, far under the message cap) left its request unanswered and rejected a promise nobody
+ * handles, which ends a Node process. Checked here, every transport is covered.
+ */
+export const MAX_NESTING_DEPTH = 128;
+
+/** The first field of `params` nested deeper than MAX_NESTING_DEPTH. Iterative: measuring must not recurse either. */
+function tooDeepField(params: Record<string, unknown>): string | undefined {
+  for (const [field, value] of Object.entries(params)) {
+    const stack: Array<[object, number]> = typeof value === 'object' && value !== null ? [[value, 1]] : [];
+    while (stack.length > 0) {
+      const [node, depth] = stack.pop()!;
+      if (depth > MAX_NESTING_DEPTH) return field;
+      for (const child of Array.isArray(node) ? node : Object.values(node)) {
+        if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * What answers a request whose own answer failed to go out (it could not be encoded: a handler returned what JSON
+ * cannot carry). Every transport sends it from a `.catch` on its answer, so no request is left unanswered and no
+ * rejection goes unhandled.
+ */
+export function undeliverable(error: unknown, requestId: string): ErrorFrame {
+  log.error('an answer could not be sent', { request_id: requestId, error });
+  return errorFrame(new AppError('internal', 'The answer could not be encoded'), requestId);
 }
 
 export function errorFrame(error: AppError, requestId?: string): ErrorFrame {
@@ -125,16 +161,24 @@ interface Issue {
   keys?: string[];
 }
 
-/** Names the offending field (`messages.0.role`) so the caller knows what to change. */
+/**
+ * Names the offending field (`messages.0.role`) so the caller knows what to change. Field names and zod's messages
+ * (`Unrecognized key: "<name>"`) are the client's own input: clipped, or a request with a 10 MB key was answered
+ * with that key four times over.
+ */
 export function schemaError(action: string, issues: readonly Issue[]): AppError {
   const described = issues.slice(0, 10).map((issue) => {
     const path = [...issue.path, ...(issue.code === 'unrecognized_keys' && issue.keys ? [issue.keys[0]] : [])];
-    return { field: path.map(String).join('.') || '(params)', message: issue.message };
+    return { field: path.map((key) => clip(String(key), 64)).join('.') || '(params)', message: clip(issue.message, 200) };
   });
   const first = described[0];
   return new AppError('invalid_request', `Invalid "${action}" request: ${first.field}: ${first.message}`, {
     details: { field: first.field, issues: described },
   });
+}
+
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
 }
 
 function fail(error: AppError, requestId?: string): DecodeResult {

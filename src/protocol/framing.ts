@@ -118,9 +118,21 @@ export function encodeFragment(
   return frame;
 }
 
+/**
+ * The bytes that partial messages may hold, shared by the reassemblers given it. A session's channels share one:
+ * each channel has its own reassembler and a client may open as many channels as SCTP allows, so a bound per
+ * reassembler alone let one session hold that many times maxMessageBytes in messages it never finished.
+ */
+export class ReassemblyBudget {
+  held = 0;
+  constructor(readonly maxBytes: number) {}
+}
+
 export interface ReassemblerOptions {
-  /** Largest reassembled message, and also the most bytes held across all partial messages at once. */
+  /** Largest reassembled message, and (without `budget`) the most bytes held across all partial messages at once. */
   maxMessageBytes: number;
+  /** Shared with other reassemblers; by default one of maxMessageBytes of its own. */
+  budget?: ReassemblyBudget;
   maxPartialMessages?: number;
   /** A partial message that receives no fragment for this long is dropped. */
   partialTimeoutMs?: number;
@@ -143,10 +155,12 @@ export class Reassembler {
   readonly #partials = new Map<number, Partial>();
   // Ids rejected mid-message: their remaining fragments are dropped quietly, so one bad message is one error.
   readonly #rejected = new Map<number, number>();
+  readonly #budget: ReassemblyBudget;
   #heldBytes = 0;
 
-  constructor({ maxMessageBytes, maxPartialMessages = 16, partialTimeoutMs = 30_000 }: ReassemblerOptions) {
+  constructor({ maxMessageBytes, budget, maxPartialMessages = 16, partialTimeoutMs = 30_000 }: ReassemblerOptions) {
     this.#maxMessageBytes = maxMessageBytes;
+    this.#budget = budget ?? new ReassemblyBudget(maxMessageBytes);
     this.#maxPartials = maxPartialMessages;
     this.#timeoutMs = partialTimeoutMs;
   }
@@ -154,6 +168,17 @@ export class Reassembler {
   /** Number of messages waiting for more fragments. */
   get pending(): number {
     return this.#partials.size;
+  }
+
+  /** Bytes those messages hold: never above the budget. */
+  get heldBytes(): number {
+    return this.#heldBytes;
+  }
+
+  /** Forgets every partial message (its channel closed), giving their bytes back to the budget. */
+  clear(): void {
+    for (const id of [...this.#partials.keys()]) this.#drop(id);
+    this.#rejected.clear();
   }
 
   /**
@@ -224,9 +249,10 @@ export class Reassembler {
         details: { limit: this.#maxMessageBytes },
       });
     }
-    if (this.#heldBytes + chunk.length > this.#maxMessageBytes) {
-      throw new AppError('payload_too_large', `Partial messages exceed the limit of ${this.#maxMessageBytes} bytes`, {
-        details: { limit: this.#maxMessageBytes },
+    const budget = this.#budget;
+    if (budget.held + chunk.length > budget.maxBytes) {
+      throw new AppError('payload_too_large', `Partial messages exceed the limit of ${budget.maxBytes} bytes`, {
+        details: { limit: budget.maxBytes },
       });
     }
 
@@ -234,6 +260,7 @@ export class Reassembler {
     partial.bytes += chunk.length;
     partial.touchedAt = now;
     this.#heldBytes += chunk.length;
+    budget.held += chunk.length;
     if (partial.chunks.size < count) return null;
     this.#drop(id);
     return partial;
@@ -253,6 +280,7 @@ export class Reassembler {
     const partial = this.#partials.get(id);
     if (!partial) return;
     this.#heldBytes -= partial.bytes;
+    this.#budget.held -= partial.bytes;
     this.#partials.delete(id);
   }
 

@@ -15,6 +15,7 @@ import {
   fragment,
   utf8Length,
   type InnerKind,
+  type ReassemblyBudget,
 } from './framing.ts';
 
 /** The part of a W3C RTCDataChannel the link uses. Handlers are properties: @roamhq/wrtc dispatches to them reliably. */
@@ -36,6 +37,8 @@ export interface LinkOptions {
   maxMessageSize: number;
   /** Largest message accepted from the peer after reassembly; default 64 MiB. */
   maxMessageBytes?: number;
+  /** What the peer's unfinished messages may hold, shared with other links (a session's); by default maxMessageBytes of its own. */
+  reassemblyBudget?: ReassemblyBudget;
   /** Sending pauses while bufferedAmount is above this; default 1 MiB. */
   highWaterMark?: number;
   /** and resumes once it is at or below this; default 256 KiB. */
@@ -109,14 +112,20 @@ export class ChannelLink {
       throw new AppError('internal', 'Invalid link options: maxMessageSize too small or lowWaterMark above highWaterMark');
     }
     this.#maxMessageBytes = options.maxMessageBytes ?? 64 * 1024 * 1024;
-    this.#reassembler = new Reassembler({ maxMessageBytes: this.#maxMessageBytes });
+    this.#reassembler = new Reassembler({ maxMessageBytes: this.#maxMessageBytes, budget: options.reassemblyBudget });
 
     channel.binaryType = 'arraybuffer';
     channel.onmessage = (event) => this.#receive(event.data);
     channel.onclose = () => {
       this.#closed = true;
+      this.#reassembler.clear(); // a shared budget must not stay spent on messages that can never finish
       options.onClose?.();
     };
+  }
+
+  /** What the peer's unfinished fragmented messages hold here; the reassembler bounds both. */
+  get partial(): { messages: number; bytes: number } {
+    return { messages: this.#reassembler.pending, bytes: this.#reassembler.heldBytes };
   }
 
   get isOpen(): boolean {

@@ -22,8 +22,12 @@ export interface ManagerDeps {
   sessionRate: SessionRate;
 }
 
-/** Client candidates held before the answer; a real client sends a handful. */
-const MAX_EARLY_CANDIDATES = 64;
+/**
+ * Client candidates per peer, held before the answer or applied after it; a real client sends a handful. Each
+ * applied one makes ICE checks against every local candidate on the network thread that all sessions share: a
+ * thousand on one session stalled every other session for seconds.
+ */
+const MAX_CANDIDATES = 64;
 /** How long the links get to hand over the last answers before the peers close. */
 const FLUSH_MS = 1_000;
 /** An empty send buffer is not delivery: SCTP still holds the tail briefly, and closing drops it at the peer. */
@@ -35,6 +39,8 @@ export class SessionManager {
   private readonly byResumeToken = new Map<string, Session>();
   private readonly perIp = new Map<string, number>();
   private readonly answering = new Set<Session>();
+  /** Client candidates applied, or being applied, to each server peer (a resume's new peer starts at 0). */
+  private readonly candidatesPerPeer = new WeakMap<RTCPeerConnection, number>();
   private readonly sweepTimer: ReturnType<typeof setInterval>;
   private created = 0;
   private accepting = true;
@@ -108,7 +114,7 @@ export class SessionManager {
   /**
    * Applies the client's answer and returns the server's candidates gathered so far (waiting, bounded, for the
    * first one), so a trickling client has them without a subscription. A second answer is a conflict; a bad SDP
-   * leaves the session waiting.
+   * leaves the session waiting, unless it broke the peer (then the session ends, see below).
    */
   async answer(id: string, sdp: string, owner?: string): Promise<RTCIceCandidateInit[]> {
     const session = this.get(id, owner);
@@ -117,17 +123,26 @@ export class SessionManager {
     }
     session.touch();
     this.answering.add(session);
+    const { pc } = session;
     try {
-      await session.pc.setRemoteDescription({ type: 'answer', sdp });
+      await pc.setRemoteDescription({ type: 'answer', sdp });
     } catch (cause) {
-      throw new AppError('invalid_request', `Answer SDP rejected: ${(cause as Error).message}`, {
-        details: { field: 'answerSdp' },
-        cause,
-      });
+      // libwebrtc parses an answer, then applies it. One that fails while being applied (ICE credentials, DTLS
+      // role, fingerprint, BUNDLE) stays set as the remote description, and the peer then refuses every later
+      // answer ("Session error"): the session could never connect. End it now, not when the offer expires. (The
+      // peer may have failed, and so ended the session, before this rejection came: it is still this answer's fault.)
+      const broken = session.pc === pc && pc.remoteDescription !== null;
+      if (!broken && session.closed) throw notFound();
+      if (session.pc !== pc) throw resumedMeanwhile();
+      if (broken) session.lose('answer rejected');
+      const message = `Answer SDP rejected: ${(cause as Error).message}${broken ? '; this offer can no longer be answered: ask for a new one' : ''}`;
+      throw new AppError('invalid_request', message, { details: { field: 'answerSdp' }, cause });
     } finally {
       this.answering.delete(session);
     }
     if (session.closed) throw notFound();
+    // A resume gave the session a new peer while this answer was applied to the old one: the new offer is unanswered.
+    if (session.pc !== pc) throw resumedMeanwhile();
     session.setState('ice_gathering');
     const early = session.earlyCandidates.splice(0);
     const applied = early.map((candidate) =>
@@ -147,8 +162,8 @@ export class SessionManager {
     const candidate = normalizeCandidate(input);
     if (!candidate) return;
     if (!session.pc.remoteDescription) {
-      if (session.earlyCandidates.length >= MAX_EARLY_CANDIDATES) {
-        throw new AppError('conflict', `More than ${MAX_EARLY_CANDIDATES} candidates before an answer`);
+      if (session.earlyCandidates.length >= MAX_CANDIDATES) {
+        throw new AppError('conflict', `More than ${MAX_CANDIDATES} candidates before an answer`);
       }
       session.earlyCandidates.push(candidate);
       return;
@@ -171,13 +186,16 @@ export class SessionManager {
   }
 
   /**
-   * Ends offers that expired unanswered, closes sessions idle too long (requests in flight count as activity;
+   * Ends offers that expired unanswered or answered but never connected (an answer without candidates, or another
+   * session's: ICE or DTLS never completes, and nothing else would free the slot before the inactivity timeout),
+   * closes sessions idle too long (requests in flight count as activity;
    * suspended ones end with their resume grace), and drops kept answers past their retention.
    */
   sweep(now = Date.now()): void {
     for (const session of this.sessions.values()) {
       session.outbox.prune(now);
       if (session.state === 'waiting_for_answer' && now > session.expiresAt) session.lose('offer expired unanswered');
+      else if (session.state === 'ice_gathering' && now > session.expiresAt) session.lose('answered, but never connected in time');
       else if (!session.suspended && now - session.lastActivity > this.config.inactivityTimeoutMs && session.caller.inFlight.size === 0) {
         session.close('inactive');
       }
@@ -276,10 +294,16 @@ export class SessionManager {
   }
 
   private async applyCandidate(session: Session, candidate: RTCIceCandidateInit): Promise<void> {
+    const { pc } = session;
+    // Counted before the await, so concurrent calls cannot all pass the check; a rejected one gives its place back.
+    const taken = this.candidatesPerPeer.get(pc) ?? 0;
+    if (taken >= MAX_CANDIDATES) throw new AppError('conflict', `More than ${MAX_CANDIDATES} candidates for one peer`, { details: { field: 'candidate' } });
+    this.candidatesPerPeer.set(pc, taken + 1);
     try {
-      await session.pc.addIceCandidate(candidate);
+      await pc.addIceCandidate(candidate);
       session.remoteCandidates++;
     } catch (cause) {
+      this.candidatesPerPeer.set(pc, (this.candidatesPerPeer.get(pc) ?? 1) - 1);
       if (session.closed) throw notFound();
       throw new AppError('invalid_request', `ICE candidate rejected: ${(cause as Error).message}`, {
         details: { field: 'candidate' },
@@ -301,6 +325,10 @@ export class SessionManager {
 /** Ownership: the one check behind every signaling step on an existing session. */
 function ownedBy(session: Session, owner: string | undefined): boolean {
   return owner === undefined || session.owner === owner;
+}
+
+function resumedMeanwhile(): AppError {
+  return new AppError('conflict', 'Session was resumed while this answer was applied; answer the new offer');
 }
 
 /** The same answer for a closed session and one that never existed: ids are capabilities, not to be probed. */

@@ -1,7 +1,8 @@
-import type { Dispatcher, Emit } from '../dispatch.ts';
+import type { Dispatcher, Emit, FinalAnswer } from '../dispatch.ts';
 import { AppError } from '../errors.ts';
 import { log, redact } from '../log.ts';
-import { decodeFrame, errorFrame, requestIdOf, type ResumeFrame } from '../protocol/frames.ts';
+import { decodeFrame, errorFrame, requestIdOf, undeliverable, type ResumeFrame } from '../protocol/frames.ts';
+import { ReassemblyBudget } from '../protocol/framing.ts';
 import { ChannelLink, DEFAULT_MAX_MESSAGE_SIZE, type Inbound } from '../protocol/link.ts';
 import type { Stats } from '../stats.ts';
 import type { Session } from './session.ts';
@@ -62,18 +63,21 @@ export function serveChannel(session: Session, channel: RTCDataChannel, options:
     // A duplicate id is answered `conflict` directly: the outbox entry is the running request's.
     const kept = primary && !session.caller.inFlight.has(request.requestId);
     if (kept) session.outbox.open(request.requestId, link);
+    const deliver = ({ frame, attachment: reply }: FinalAnswer) => {
+      session.touch();
+      if (kept) session.outbox.finish(request.requestId, { text: JSON.stringify(frame), attachment: reply });
+      else send(frame, reply);
+    };
     void dispatcher
       .execute(session.caller, request, { emit: kept ? viaOutbox(request.requestId) : send, attachment, origin: kept ? session : link })
-      .then(({ frame, attachment: reply }) => {
-        session.touch();
-        if (kept) session.outbox.finish(request.requestId, { text: JSON.stringify(frame), attachment: reply });
-        else send(frame, reply);
-      });
+      .then(deliver)
+      .catch((error) => deliver({ frame: undeliverable(error, request.requestId) }));
   };
 
   const link: ChannelLink = new ChannelLink(channel, {
     maxMessageSize: session.pc.sctp?.maxMessageSize || DEFAULT_MAX_MESSAGE_SIZE,
     maxMessageBytes: options.maxMessageBytes,
+    reassemblyBudget: reassemblyBudgetOf(session, options.maxMessageBytes),
     stats: stats.traffic,
     onMessage: receive,
     onProtocolError: (error) => send(errorFrame(error)),
@@ -92,6 +96,15 @@ export function serveChannel(session: Session, channel: RTCDataChannel, options:
   };
   if (channel.readyState === 'open' && session.state === 'ice_gathering') session.setState('connected');
   return link;
+}
+
+/** One budget for the unfinished messages of all a session's channels: more channels must not mean more memory. */
+const reassemblyBudgets = new WeakMap<Session, ReassemblyBudget>();
+
+function reassemblyBudgetOf(session: Session, maxBytes: number): ReassemblyBudget {
+  let budget = reassemblyBudgets.get(session);
+  if (!budget) reassemblyBudgets.set(session, (budget = new ReassemblyBudget(maxBytes)));
+  return budget;
 }
 
 function notResumable(): AppError {

@@ -7,7 +7,7 @@
 import { Caller, type Dispatcher } from '../dispatch.ts';
 import { AppError, toAppError } from '../errors.ts';
 import { log } from '../log.ts';
-import { decodeFrame, errorFrame, requestIdOf } from '../protocol/frames.ts';
+import { decodeFrame, errorFrame, requestIdOf, undeliverable } from '../protocol/frames.ts';
 import { decodeEnvelope, encodeEnvelope, FRAME_ENVELOPE, utf8Length } from '../protocol/framing.ts';
 import type { LinkStats } from '../protocol/link.ts';
 import type { MessageRate } from '../security/rate-limit.ts';
@@ -68,7 +68,8 @@ export class SocketConnection {
     const emit = (frame: Record<string, unknown>) => this.send(frame);
     void dispatcher
       .execute(this.caller, decoded.request, { emit, attachment, origin: this })
-      .then(({ frame, attachment: reply }) => this.send(frame, reply));
+      .then(({ frame, attachment: reply }) => this.send(frame, reply))
+      .catch((error) => this.send(undeliverable(error, decoded.request.requestId)));
   }
 
   /** Sends one frame (with its binary part as an ENVELOPE); nothing once the socket has closed. Never throws. */
