@@ -47,17 +47,23 @@ const PAYLOAD_BYTES = 64 * MiB - 4096;
 const OPEN_AT_ONCE = 10;
 
 const config = loadConfig(process.env);
-/** Every transport, in the table's order; each gets the server it is measured against. */
-const makers: ((server: BenchServer) => Transport<any>)[] = [
-  rawTransport,
-  dataChannelTransport,
-  () => nativeTransport(),
-  websocketTransport,
-  (server) => trpcTransport(server, config.maxMessageBytes),
+/** The server for the isolation's cost: its WebRTC peers in its own process, not in a peer process. */
+const PEERS_IN_SERVER = { TABAGENT_PEER_PROCESSES: '0' };
+/** Every transport, in the table's order; each gets the server it is measured against (started with `env`). */
+const makers: { env?: Record<string, string>; make: (server: BenchServer) => Transport<any> }[] = [
+  { make: rawTransport },
+  { make: (server) => dataChannelTransport(server) },
+  { env: PEERS_IN_SERVER, make: (server) => dataChannelTransport(server, true) },
+  { make: () => nativeTransport() },
+  { make: websocketTransport },
+  { make: (server) => trpcTransport(server, config.maxMessageBytes) },
 ];
 const only = process.env.BENCH_TRANSPORTS?.split(',');
 const server = await BenchServer.start();
-const chosen = makers.map((make) => ({ make, transport: make(server) })).filter(({ transport: t }) => t.key === 'raw' || !only || only.includes(t.key));
+const serverWithPeers = await BenchServer.start(PEERS_IN_SERVER);
+const chosen = makers
+  .map(({ env, make }) => ({ env, make, transport: make(env ? serverWithPeers : server) }))
+  .filter(({ transport: t }) => t.key === 'raw' || !only || only.includes(t.key));
 const transports = chosen.map(({ transport }) => transport);
 const log = (message: string) => console.log(`[${(performance.now() / 1000).toFixed(1)} s] ${message}`);
 
@@ -116,14 +122,15 @@ for (let i = 0; i < SETUPS; i++) {
 
 for (const session of mains.values()) await session.close();
 await server.stop();
+await serverWithPeers.stop();
 
 // Memory per idle session, then the concurrency test on the 100 sessions. Each transport gets a server process
 // of its own: memory that an earlier phase freed is handed back to the system slowly, and would blur a baseline.
 const memory = new Map<string, { rss: Record<string, number | null>; heap: Record<string, number | null> }>();
 const concurrent = new Map<string, TransportResult['concurrent']>();
 const sessionCounts = [1, 10, SESSIONS];
-for (const { make } of chosen) {
-  const fresh = await BenchServer.start();
+for (const { env, make } of chosen) {
+  const fresh = await BenchServer.start(env);
   const transport = make(fresh);
   log(`memory and concurrency: ${transport.label}`);
   const perSession = () => Object.fromEntries(sessionCounts.map((n) => [n, null])) as Record<string, number | null>;

@@ -39,10 +39,11 @@ export class BenchServer {
   }
 
   /** `BENCH_SERVER_PROFILE=<dir>` writes the server's CPU profile there (node --cpu-prof) when it stops. */
-  static start(): Promise<BenchServer> {
+  static start(env: Record<string, string> = {}): Promise<BenchServer> {
     const profile = process.env.BENCH_SERVER_PROFILE;
     const child = fork(new URL('./server.ts', import.meta.url), [], {
       execArgv: ['--expose-gc', '--import', 'tsx', ...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [])],
+      env: { ...process.env, ...env },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     return new Promise((resolve, reject) => {

@@ -10,11 +10,12 @@ import { setLogLevel } from '../src/log.ts';
 import { serveApp } from '../src/ws/serve.ts';
 import { echo } from './raw-echo.ts';
 import type { FromServer, ToServer } from './server-process.ts';
-import { sleep } from './measure.ts';
+import { procCpuMs, procRssBytes, sleep } from './measure.ts';
 
 setLogLevel('warn');
 const config = loadConfig(process.env, { port: 0, upstreamUrl: 'off', maxSessions: 10_000, maxSessionsPerIp: 10_000, sessionRatePerMinute: 0, messageRatePerSecond: 0 });
 const app = createApp(config);
+await app.peerProcesses?.start();
 const server = await serveApp(app, { hostname: '127.0.0.1', port: 0 }).ready();
 const gc = (globalThis as { gc?: () => void }).gc;
 
@@ -46,9 +47,13 @@ async function handle(message: ToServer): Promise<void> {
         await sleep(200);
         gc();
       }
+      // The server's share includes its peer processes', where the peers run.
+      const peerPids = (app.peerProcesses?.processes ?? []).flatMap(({ pid }) => (pid ? [pid] : []));
       const { user, system } = process.cpuUsage();
+      const cpuMs = (user + system) / 1000 + peerPids.reduce((sum, pid) => sum + procCpuMs(pid), 0);
       const { rss, heapUsed, external } = process.memoryUsage();
-      return send({ type: 'reply', id: message.id, cpuMs: (user + system) / 1000, memory: { rssBytes: rss, heapBytes: heapUsed + external } });
+      const rssBytes = rss + peerPids.reduce((sum, pid) => sum + procRssBytes(pid), 0);
+      return send({ type: 'reply', id: message.id, cpuMs, memory: { rssBytes, heapBytes: heapUsed + external } });
     }
     case 'raw-offer':
       return send({ type: 'reply', id: message.id, sdp: await rawOffer(message.peer, message.sdp) });

@@ -13,6 +13,8 @@ import { corsHeaders, isOriginAllowed, preflightHeaders } from './http/cors.ts';
 import { errorResponse, json } from './http/json.ts';
 import { limitBody, limitNesting } from './http/limit.ts';
 import { handleRest, REST_PREFIX } from './http/rest.ts';
+import { PeerCount } from './peer/count.ts';
+import { PeerProcessPool } from './peer/process/pool.ts';
 import { createWrtcPeer, type PeerFactory } from './peer/wrtc.ts';
 import { MAX_NESTING_DEPTH } from './protocol/frames.ts';
 import { ApiKeys } from './security/auth.ts';
@@ -29,7 +31,7 @@ export const VERSION = '0.1.0';
 const MAX_BODY_DEPTH = MAX_NESTING_DEPTH + 8;
 
 export interface AppDeps {
-  /** Makes RTCPeerConnections; wrtc by default. */
+  /** Makes RTCPeerConnections; by default wrtc's, in peer processes (`peerProcesses`) or in this one. */
   createPeer?: PeerFactory;
   /**
    * Handlers that replace the built-in ones per request type (the inference engine is built in, from the config;
@@ -53,11 +55,16 @@ export interface App {
   readonly websockets: WebSocketEndpoint;
   readonly dispatcher: Dispatcher;
   readonly stats: Stats;
+  /** The server's WebRTC peers: open, and not yet collected (each holds native threads until then). */
+  readonly peers: PeerCount;
+  /** The processes the peers run in; none when they run in this process. */
+  readonly peerProcesses: PeerProcessPool | undefined;
 }
 
 /** Builds the server from its config; knows no runtime (main.ts serves it on Node or Deno). */
 export function createApp(config: Config, deps: AppDeps = {}): App {
   const stats = new Stats();
+  const peers = new PeerCount();
   const settings = deps.store ?? memorySettings();
   const upstream = new Upstream({ url: config.upstreamUrl, apiKey: config.upstreamApiKey, idleTimeoutMs: config.upstreamIdleTimeoutMs });
   const params = paramsStore(settings);
@@ -71,6 +78,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
         shuttingDown: () => closing !== undefined,
         sessions: () => sessions.summary(),
         inFlight: () => dispatcher.inFlightCount,
+        peers: () => ({ open: peers.open, uncollected: peers.uncollected }),
       },
       params,
       engines: {
@@ -82,7 +90,9 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     stats,
   );
   const sessionRate = new SessionRate(config.sessionRatePerMinute);
-  sessions = new SessionManager(config, { createPeer: deps.createPeer ?? createWrtcPeer, dispatcher, stats, sessionRate });
+  const peerProcesses = deps.createPeer || config.peerProcesses === 0 ? undefined : new PeerProcessPool(config.peerProcesses);
+  const createPeer = deps.createPeer ?? peerProcesses?.createPeer ?? createWrtcPeer;
+  sessions = new SessionManager(config, { createPeer: peers.track(createPeer), dispatcher, stats, sessionRate });
   const signaling = new Signaling(sessions, config);
   const websockets = new WebSocketEndpoint(config, { dispatcher, stats, sessionRate });
   /** tRPC `rpc.*` callers, one per API key: `stop_generation` and `halt_status` see that key's requests only. */
@@ -140,6 +150,8 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     websockets,
     dispatcher,
     stats,
+    peers,
+    peerProcesses,
     async fetch(request, info = {}) {
       const origin = request.headers.get('origin');
       if (origin && !isOriginAllowed(origin, config.allowedOrigins)) {
@@ -159,7 +171,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
         websockets.shutdown(graceMs),
         // tRPC `rpc.*` calls: what outlives the grace is answered `shutting_down` too, before the process exits.
         dispatcher.drainOrCancel(graceMs ?? config.shutdownGraceMs, () => [...rpcCallers.values()]),
-      ]).then(() => {});
+      ]).then(() => peerProcesses?.close());
       return closing;
     },
   };

@@ -30,6 +30,11 @@ export const configSchema = z.object({
   resumeGraceMs: z.coerce.number().int().min(0).default(60_000),
   /** Per session, the bytes of answers and stream chunks kept for a resume (the oldest go first). */
   resumeBufferBytes: z.coerce.number().int().positive().default(8 * MiB),
+  /**
+   * Processes the server's WebRTC peers run in, apart from the server: a native crash in wrtc then costs a resume,
+   * not the server. 0 runs them in the server's own process (a little faster, unprotected).
+   */
+  peerProcesses: z.coerce.number().int().min(0).max(64).default(1),
   iceServers: z.array(iceServer).default([]),
   /** TURN servers handed out with ephemeral credentials from `turnSecret` (coturn's `use-auth-secret`). */
   turnUrls: z.array(z.string().regex(/^turns?:/, 'must be turn: or turns: URLs')).default([]),
@@ -99,6 +104,7 @@ export const ENV_VARS = {
   disconnectGraceMs: 'TABAGENT_DISCONNECT_GRACE_MS',
   resumeGraceMs: 'TABAGENT_RESUME_GRACE_MS',
   resumeBufferBytes: 'TABAGENT_RESUME_BUFFER_BYTES',
+  peerProcesses: 'TABAGENT_PEER_PROCESSES',
   iceServers: 'TABAGENT_ICE_SERVERS',
   turnUrls: 'TABAGENT_TURN_URLS',
   turnSecret: 'TABAGENT_TURN_SECRET',

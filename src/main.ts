@@ -27,6 +27,8 @@ const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.dat
 });
 const app = createApp(config, { store });
 if (mode === 'host') process.exit(await runNativeHost({ config, app, args, close: async () => store?.close() }));
+// The peer processes load before the port opens, so the first offer does not wait for them.
+await app.peerProcesses?.start();
 const server = serveApp(app, { hostname: config.host, port: config.port });
 await server.ready();
 log.info(`tabagent-webrtc listening on http://${config.host}:${config.port}`, { trpc: '/trpc', rest: '/v1/webrtc/', websocket: WEBSOCKET_PATH, store: store?.kind });
@@ -40,7 +42,8 @@ async function stop(signal: string): Promise<void> {
   await server.close(true);
   await store?.close();
   log.info('stopped');
-  // wrtc's native threads can keep the event loop alive after every peer is closed: leave explicitly.
+  // With its peers in this process (TABAGENT_PEER_PROCESSES=0), wrtc's native threads can keep the event loop alive
+  // after every peer closed: leave explicitly. (`npm run soak` checks that it would leave by itself either way.)
   process.exit(0);
 }
 process.on('SIGINT', () => void stop('SIGINT'));

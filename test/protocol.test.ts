@@ -135,6 +135,8 @@ protocol('counts requests per action with latencies and bytes in get_stats', asy
   assert.ok(stats.requests.by_action.echo.count >= 200);
   assert.ok(stats.bytes.in > 7 * 1024 * 1024 && stats.bytes.out > 7 * 1024 * 1024);
   assert.ok(stats.sessions.active >= 1);
+  assert.ok(stats.peers.open >= 1, 'this session\'s peer is open');
+  assert.ok(stats.peers.uncollected >= stats.peers.open);
   client.close();
 });
 

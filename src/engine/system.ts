@@ -10,6 +10,7 @@ export interface ServerView {
   shuttingDown(): boolean;
   sessions(): { active: number; created: number; max: number; byState: Record<string, number> };
   inFlight(): number;
+  peers(): { open: number; uncollected: number };
 }
 
 export function systemHandlers(server: ServerView): Pick<Handlers, 'health' | 'system_info' | 'get_stats' | 'get_resources' | 'echo'> {
@@ -35,6 +36,7 @@ export function systemHandlers(server: ServerView): Pick<Handlers, 'health' | 's
       return {
         uptime_s: stats.uptimeSeconds(),
         sessions: { active: sessions.active, created: sessions.created, by_state: sessions.byState },
+        peers: server.peers(),
         requests: stats.requests(),
         messages: { in: stats.traffic.messagesIn, out: stats.traffic.messagesOut },
         bytes: { in: stats.traffic.bytesIn, out: stats.traffic.bytesOut },

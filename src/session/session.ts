@@ -3,7 +3,6 @@ import { Caller } from '../dispatch.ts';
 import { AppError } from '../errors.ts';
 import { log, redact } from '../log.ts';
 import type { ChannelLink } from '../protocol/link.ts';
-import { reclaimClosedPeers } from '../peer/reclaim.ts';
 import type { MessageRate } from '../security/rate-limit.ts';
 import { EventLog } from './events.ts';
 import { Outbox } from './outbox.ts';
@@ -216,7 +215,6 @@ export class Session {
     } catch (error) {
       log.warn('closing a peer failed', { session: redact(this.id), error });
     }
-    reclaimClosedPeers();
   }
 }
 

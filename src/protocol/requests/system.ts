@@ -102,11 +102,13 @@ export const systemRequests = {
   }),
   get_stats: request({
     group: 'system',
-    summary: 'Sessions, requests per action with latencies, bytes and messages moved.',
+    summary: 'Sessions, WebRTC peers, requests per action with latencies, bytes and messages moved.',
     input: noParams(),
     output: z.object({
       uptime_s: z.number(),
       sessions: z.object({ active: z.number().int(), created: z.number().int(), by_state: z.record(z.string(), z.number()) }),
+      /** `uncollected`: closed peers count until V8 collects them (under wrtc they hold native threads until then). */
+      peers: z.object({ open: z.number().int(), uncollected: z.number().int() }),
       requests: z.object({ total: z.number().int(), errors: z.number().int(), by_action: z.record(z.string(), latency) }),
       messages: z.object({ in: z.number().int(), out: z.number().int() }),
       bytes: z.object({ in: z.number().int(), out: z.number().int() }),

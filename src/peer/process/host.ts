@@ -1,0 +1,176 @@
+/**
+ * The peer process: holds the server's wrtc peers so that a native crash in wrtc (a send racing a remote close
+ * can segfault it) ends this process, not the server. The server (remote.ts) drives it over stdin/stdout;
+ * logs go to stderr. It exits when stdin ends: the server closed it, or the server is gone.
+ */
+import { createWrtcPeer } from '../wrtc.ts';
+import type { Command, PeerEvent, PeerSnapshot } from './protocol.ts';
+import { encodeMessage, MessageReader } from './wire.ts';
+
+/** How often a channel that still buffers the server's bytes reports its drain (wrtc has no bufferedamountlow). */
+const DRAIN_POLL_MS = 2;
+/**
+ * Small sends are acknowledged in batches: at once past this many bytes, else after REPORT_DELAY_MS. A report
+ * reads wrtc's bufferedAmount (a synchronous call into its network thread) and is a message of its own, which per
+ * request would cost more than the request; the server counts at most this much too many as buffered meanwhile,
+ * far under the link's high water mark.
+ */
+const REPORT_BYTES = 256 * 1024;
+const REPORT_DELAY_MS = 10;
+
+const writeOut = process.stdout.write.bind(process.stdout);
+// stdout carries the protocol alone: anything else printed lands on stderr.
+process.stdout.write = process.stderr.write.bind(process.stderr) as typeof process.stdout.write;
+const emit = (event: PeerEvent, payload?: Uint8Array | string) => writeOut(encodeMessage(event as never, payload));
+
+const peers = new Map<number, RTCPeerConnection>();
+const channels = new Map<number, RTCDataChannel>();
+let nextIncomingChannel = 0;
+
+function snapshot(pc: RTCPeerConnection): PeerSnapshot {
+  const description = (d: RTCSessionDescription | null) => (d ? { type: d.type, sdp: d.sdp } : null);
+  return {
+    localDescription: description(pc.localDescription),
+    remoteDescription: description(pc.remoteDescription),
+    iceGatheringState: pc.iceGatheringState,
+    connectionState: pc.connectionState,
+    maxMessageSize: pc.sctp?.maxMessageSize ?? null,
+  };
+}
+
+function openPeer(peer: number, config: RTCConfiguration): void {
+  const pc = createWrtcPeer(config);
+  peers.set(peer, pc);
+  const tell = (fire: Extract<PeerEvent, { ev: 'peer' }>['fire'], candidate?: RTCIceCandidate | null) =>
+    emit({ ev: 'peer', peer, snapshot: snapshot(pc), fire, ...(candidate === undefined ? {} : { candidate: candidate?.toJSON() ?? null }) });
+  pc.onicecandidate = ({ candidate }) => tell('icecandidate', candidate);
+  pc.onicegatheringstatechange = () => tell('icegatheringstatechange');
+  pc.onconnectionstatechange = () => tell('connectionstatechange');
+  pc.ondatachannel = ({ channel }) => {
+    const id = --nextIncomingChannel;
+    watchChannel(id, channel);
+    emit({ ev: 'datachannel', peer, channel: id, label: channel.label, readyState: channel.readyState });
+  };
+}
+
+function watchChannel(id: number, channel: RTCDataChannel): void {
+  channels.set(id, channel);
+  channel.binaryType = 'arraybuffer';
+  channel.onopen = () => emit({ ev: 'open', channel: id });
+  channel.onclose = () => {
+    channels.delete(id);
+    drained.delete(id);
+    emit({ ev: 'close', channel: id });
+  };
+  channel.onmessage = ({ data }) => {
+    if (typeof data === 'string') emit({ ev: 'message', channel: id, binary: false }, data);
+    else emit({ ev: 'message', channel: id, binary: true }, new Uint8Array(data as ArrayBuffer));
+  };
+}
+
+async function call(command: Extract<Command, { op: 'call' }>): Promise<void> {
+  const pc = peers.get(command.peer);
+  const reply = (fields: { value?: unknown; error?: { name: string; message: string } }) =>
+    emit({ ev: 'reply', call: command.call, peer: command.peer, snapshot: pc ? snapshot(pc) : closedSnapshot(), ...fields });
+  try {
+    if (!pc) throw Object.assign(new Error('The peer connection is closed'), { name: 'InvalidStateError' });
+    const arg = command.arg as never;
+    const value =
+      command.method === 'createOffer' ? await pc.createOffer()
+      : command.method === 'setLocalDescription' ? await pc.setLocalDescription(arg)
+      : command.method === 'setRemoteDescription' ? await pc.setRemoteDescription(arg)
+      : await pc.addIceCandidate(arg);
+    reply({ value: value && { type: value.type, sdp: value.sdp } });
+  } catch (error) {
+    const { name, message } = error instanceof Error ? error : { name: 'Error', message: String(error) };
+    reply({ error: { name, message } });
+  }
+}
+
+function closedSnapshot(): PeerSnapshot {
+  return { localDescription: null, remoteDescription: null, iceGatheringState: 'complete', connectionState: 'closed', maxMessageSize: null };
+}
+
+/**
+ * Bytes of the server's that went into each channel since its last report. The server counts what it wrote to
+ * the pipe as buffered until a report says it left; reports come in batches (see REPORT_BYTES), then one every
+ * DRAIN_POLL_MS while a channel still buffers.
+ */
+const sentSinceReport = new Map<number, number>();
+let unreportedBytes = 0;
+const drained = new Set<number>();
+let reportTimer: ReturnType<typeof setTimeout> | undefined;
+let reportNow: ReturnType<typeof setImmediate> | undefined;
+
+function sent(id: number, bytes: number): void {
+  sentSinceReport.set(id, (sentSinceReport.get(id) ?? 0) + bytes);
+  unreportedBytes += bytes;
+  if (unreportedBytes >= REPORT_BYTES) reportNow ??= setImmediate(report);
+  else reportTimer ??= setTimeout(report, REPORT_DELAY_MS);
+}
+
+function report(): void {
+  clearTimeout(reportTimer);
+  clearImmediate(reportNow);
+  reportTimer = reportNow = undefined;
+  unreportedBytes = 0;
+  const ids = new Set([...sentSinceReport.keys(), ...drained]);
+  for (const id of ids) {
+    const channel = channels.get(id);
+    const amount = channel?.readyState === 'open' ? channel.bufferedAmount : 0;
+    emit({ ev: 'buffered', channel: id, sent: sentSinceReport.get(id) ?? 0, amount });
+    if (amount > 0) drained.add(id);
+    else drained.delete(id);
+  }
+  sentSinceReport.clear();
+  if (drained.size > 0) reportTimer = setTimeout(report, DRAIN_POLL_MS);
+}
+
+function send(id: number, binary: boolean, payload: Uint8Array | undefined): void {
+  const bytes = payload ?? new Uint8Array(0);
+  const channel = channels.get(id);
+  try {
+    if (binary) channel?.send(bytes as Uint8Array<ArrayBuffer>);
+    else channel?.send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8'));
+  } catch {
+    // The channel is closing (wrtc throws InvalidStateError while readyState still reads 'open'): its close
+    // event tells the server; the bytes still count as gone from the pipe.
+  }
+  sent(id, bytes.length);
+}
+
+function run(command: Command, payload: Uint8Array | undefined): void {
+  switch (command.op) {
+    case 'peer':
+      return openPeer(command.peer, command.config);
+    case 'call':
+      return void call(command);
+    case 'channel': {
+      const pc = peers.get(command.peer);
+      if (pc) watchChannel(command.channel, pc.createDataChannel(command.label, command.init));
+      else emit({ ev: 'close', channel: command.channel });
+      return;
+    }
+    case 'send':
+      return send(command.channel, command.binary, payload);
+    case 'close-channel':
+      return channels.get(command.channel)?.close();
+    case 'close': {
+      const pc = peers.get(command.peer);
+      peers.delete(command.peer);
+      pc?.close();
+      return;
+    }
+  }
+}
+
+const reader = new MessageReader();
+process.stdin.on('data', (chunk: Buffer) => {
+  for (const { header, payload } of reader.push(chunk)) run(header as Command, payload);
+});
+emit({ ev: 'ready' });
+process.stdin.on('end', () => {
+  for (const pc of peers.values()) pc.close();
+  // wrtc's native threads can keep the loop alive after every peer closed: leave explicitly.
+  process.exit(0);
+});

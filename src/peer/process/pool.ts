@@ -1,0 +1,64 @@
+import { log } from '../../log.ts';
+import type { PeerFactory } from '../wrtc.ts';
+import { PeerProcess, RemotePeer } from './remote.ts';
+
+/** A process that dies sooner than this after starting is not restarted until a peer needs one. */
+const RESTART_AFTER_MS = 1_000;
+
+/**
+ * The peer processes the server's WebRTC peers live in: `size` of them, each new peer going to the one holding
+ * fewest. One that dies is replaced at once; its peers fail, and their sessions wait for a resume.
+ */
+export class PeerProcessPool {
+  #processes: PeerProcess[] = [];
+  #closed = false;
+  /** Processes that died while the server was running (a native crash, or killed). */
+  crashes = 0;
+
+  constructor(readonly size: number) {}
+
+  /** The factory for the session manager. A RemotePeer has the members of RTCPeerConnection the sessions use. */
+  readonly createPeer: PeerFactory = (config) => new RemotePeer(this.#pick(), config) as unknown as RTCPeerConnection;
+
+  /** The processes running now, and the peers and channels each holds. */
+  get processes(): { pid: number | undefined; peers: number; channels: number }[] {
+    return this.#processes.map((process) => ({ pid: process.pid, peers: process.peers.size, channels: process.channels.size }));
+  }
+
+  /**
+   * Starts the processes ahead of the first peer, which would otherwise wait for them (a process takes ~0.5 s to
+   * load); resolves once they serve.
+   */
+  async start(): Promise<void> {
+    if (!this.#closed) while (this.#processes.length < this.size) this.#start();
+    await Promise.all(this.#processes.map((process) => process.ready));
+  }
+
+  /** Ends every process; their peers close with them. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(this.#processes.map((process) => process.close()));
+    this.#processes = [];
+  }
+
+  #pick(): PeerProcess {
+    if (this.#closed) throw new Error('The peer processes are closed (the server is shutting down)');
+    void this.start();
+    return this.#processes.reduce((least, process) => (process.peers.size < least.peers.size ? process : least));
+  }
+
+  #start(): void {
+    const process = new PeerProcess();
+    const startedAt = Date.now();
+    this.#processes.push(process);
+    void process.exited.then(({ code, signal }) => {
+      this.#processes = this.#processes.filter((running) => running !== process);
+      if (this.#closed || process.closing) return;
+      this.crashes++;
+      // Started again at once, so resuming clients find it warm; one that dies as it starts waits for a peer to need it.
+      const replaceNow = Date.now() - startedAt > RESTART_AFTER_MS && this.#processes.length < this.size;
+      log.warn('peer process died; its sessions wait for their clients to resume', { code, signal, crashes: this.crashes, replaced: replaceNow });
+      if (replaceNow) this.#start();
+    });
+  }
+}
