@@ -245,6 +245,7 @@ export class SessionManager {
     } catch (error) {
       if (session.pc === pc) session.lose('offer failed');
       if (error instanceof AppError) throw error;
+      log.error('could not create an offer', { session: redact(session.id), error });
       throw new AppError('internal', 'Could not create a WebRTC offer', { cause: error });
     }
   }

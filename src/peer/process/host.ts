@@ -21,7 +21,27 @@ const REPORT_DELAY_MS = 10;
 const writeOut = process.stdout.write.bind(process.stdout);
 // stdout carries the protocol alone: anything else printed lands on stderr.
 process.stdout.write = process.stderr.write.bind(process.stderr) as typeof process.stdout.write;
-const emit = (event: PeerEvent, payload?: Uint8Array | string) => writeOut(encodeMessage(event as never, payload));
+/**
+ * Events go out once per turn of the event loop, together: a write to the pipe is a system call (a blocking one:
+ * stdout to a pipe is synchronous in Node, which also holds this process back when the server falls behind), and
+ * under load many events come in one turn.
+ */
+let pending: Uint8Array[] = [];
+let pendingBytes = 0;
+const emit = (event: PeerEvent, payload?: Uint8Array | string) => {
+  if (pending.length === 0) setImmediate(flush);
+  for (const part of encodeMessage(event as never, payload)) {
+    pending.push(part);
+    pendingBytes += part.length;
+  }
+};
+function flush(): void {
+  const parts = pending;
+  const bytes = pendingBytes;
+  pending = [];
+  pendingBytes = 0;
+  writeOut(parts.length === 1 ? parts[0] : Buffer.concat(parts, bytes));
+}
 
 const peers = new Map<number, RTCPeerConnection>();
 const channels = new Map<number, RTCDataChannel>();

@@ -63,8 +63,18 @@ export class PeerProcess {
     return ++this.#nextId;
   }
 
+  /**
+   * Sends a command. Those of one tick go out in one writev (a system call each would cost more than the command),
+   * large payloads uncopied.
+   */
   command(command: Command, payload?: Uint8Array | string): void {
-    if (this.#alive) this.#child.stdin!.write(encodeMessage(command as never, payload));
+    if (!this.#alive) return;
+    const stdin = this.#child.stdin!;
+    if (stdin.writableCorked === 0) {
+      stdin.cork();
+      process.nextTick(() => stdin.uncork());
+    }
+    for (const part of encodeMessage(command as never, payload)) stdin.write(part);
   }
 
   call(peer: number, method: PeerMethod, arg?: unknown): Promise<unknown> {
@@ -231,7 +241,8 @@ export class RemotePeer {
 export class RemoteChannel {
   onopen: Handler<Event> = null;
   onclose: Handler<Event> = null;
-  onmessage: Handler<{ data: string | ArrayBuffer }> = null;
+  /** Binary messages come as views into the pipe's read buffer (the link takes any ArrayBufferView), uncopied. */
+  onmessage: Handler<{ data: string | Uint8Array }> = null;
   /** Always 'arraybuffer': binary messages arrive as ArrayBuffers whatever is set. */
   binaryType = 'arraybuffer';
   readonly id: number;
@@ -291,8 +302,7 @@ export class RemoteChannel {
 
   message(binary: boolean, payload: Uint8Array): void {
     if (this.#readyState !== 'open') return;
-    // A copy of its own: the payload is a view into the pipe's read buffer (and Buffer#slice would not copy).
-    const data = binary ? new Uint8Array(payload).buffer : Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString('utf8');
+    const data = binary ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString('utf8');
     this.onmessage?.({ data });
   }
 

@@ -12,15 +12,22 @@ export interface WireMessage<H = Header> {
   payload?: Uint8Array;
 }
 
-export function encodeMessage(header: Header, payload?: Uint8Array | string): Buffer {
+/** A payload at least this long goes out as a part of its own rather than copied behind its header. */
+const SEPARATE_PAYLOAD_BYTES = 64 * 1024;
+
+/** One message, as the parts to write in order: one buffer, or the head and a large payload uncopied. */
+export function encodeMessage(header: Header, payload?: Uint8Array | string): Uint8Array[] {
   const headerBytes = Buffer.from(JSON.stringify(header), 'utf8');
   const payloadBytes = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
-  const out = Buffer.allocUnsafe(PREFIX_BYTES + headerBytes.length + (payloadBytes?.length ?? 0));
-  out.writeUInt32LE(headerBytes.length, 0);
-  out.writeUInt32LE(payloadBytes?.length ?? 0, 4);
-  headerBytes.copy(out, PREFIX_BYTES);
-  if (payloadBytes) out.set(payloadBytes, PREFIX_BYTES + headerBytes.length);
-  return out;
+  const payloadLength = payloadBytes?.length ?? 0;
+  const separate = payloadLength >= SEPARATE_PAYLOAD_BYTES;
+  const head = Buffer.allocUnsafe(PREFIX_BYTES + headerBytes.length + (separate ? 0 : payloadLength));
+  head.writeUInt32LE(headerBytes.length, 0);
+  head.writeUInt32LE(payloadLength, 4);
+  headerBytes.copy(head, PREFIX_BYTES);
+  if (separate) return [head, payloadBytes!];
+  if (payloadBytes) head.set(payloadBytes, PREFIX_BYTES + headerBytes.length);
+  return [head];
 }
 
 /** Cuts the byte stream from a pipe into messages; holds at most one unfinished message. */
