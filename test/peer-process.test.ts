@@ -7,6 +7,7 @@ import * as assert from 'uvu/assert';
 import type { Chunk } from '../src/client/index.ts';
 import { encodeMessage, MessageReader } from '../src/peer/process/wire.ts';
 import { fakeInference } from './fixtures/engine.ts';
+import { FetchEventSource } from './fixtures/sse.ts';
 import { startServer, until } from './fixtures/server.ts';
 
 const test = suite('peer process');
@@ -52,6 +53,31 @@ test('a peer process that crashes mid-stream is replaced; the stream resumes wit
     const other = await server.client();
     assert.is((await other.health()).status, 'ok', 'a new session is served');
     assert.is((await client.echo({ data: 'after' })).data, 'after', 'the resumed one too');
+  } finally {
+    await server.close();
+  }
+});
+
+test('a client that follows webrtc.events reconnects as soon as the server reports the crash, before ICE notices', async () => {
+  const server = await startServer({}, { engines: fakeInference({ tokenDelayMs: 40 }) });
+  try {
+    const client = await server.client({
+      reconnect: { initialDelayMs: 20, maxDelayMs: 200 },
+      EventSource: FetchEventSource as unknown as typeof EventSource,
+    });
+    const [crashed] = server.app.peerProcesses!.processes;
+    const old = client.pc;
+    const peerStateAtReconnect: string[] = [];
+    client.on('connection', (state) => state === 'reconnecting' && peerStateAtReconnect.push(old.connectionState));
+    const stream = client.stream('chat', { messages: [{ role: 'user', content: words(60) }] });
+    const chunks: Chunk[] = [];
+    for await (const chunk of stream) {
+      chunks.push(chunk);
+      if (chunks.length === 3) process.kill(crashed.pid!, 'SIGSEGV');
+    }
+    assert.is((await stream.result).response, words(60));
+    assert.equal(chunks.map((c) => c.index), [...Array(60).keys()], 'each chunk once, in order');
+    assert.equal(peerStateAtReconnect, ['connected'], 'the server\'s report came first: this side\'s ICE still read connected');
   } finally {
     await server.close();
   }

@@ -127,7 +127,7 @@ export class TabAgentClient extends RequestChannel {
    * The old peer is closed once the server has let go of it, never while the server may still send on it.
    */
   private async openReplacement(): Promise<Peer> {
-    const peerOptions = { ...this.options, followEvents: hasEventSource(this.options) };
+    const peerOptions = { ...this.options, followEvents: hasEventSource(this.options), onSuspended: (pc: RTCPeerConnection) => this.serverLost(pc) };
     const old = this.peer;
     const closeOld = () => {
       old.unfollow();
@@ -144,6 +144,14 @@ export class TabAgentClient extends RequestChannel {
   private adopt(peer: Peer): void {
     this.peer = peer;
     this.watch(peer.pc);
+  }
+
+  /**
+   * @internal The server says it lost `pc` (the session is suspended): if it is still the current peer, the link
+   * dropped.
+   */
+  serverLost(pc: RTCPeerConnection): void {
+    if (pc === this.pc) this.dropped();
   }
 
   /** A peer that fails, or stays `disconnected` past the grace, counts as a dropped link. */
@@ -175,8 +183,11 @@ export class TabAgentClient extends RequestChannel {
  */
 export async function connect(options: ConnectOptions): Promise<TabAgent> {
   const signaling = createSignalingClient(options);
-  const peer = await openPeer(signaling, { ...options, followEvents: hasEventSource(options) });
-  return withActionMethods(new TabAgentClient(peer, signaling, options));
+  let client: TabAgentClient | undefined;
+  const onSuspended = (pc: RTCPeerConnection) => client?.serverLost(pc);
+  const peer = await openPeer(signaling, { ...options, followEvents: hasEventSource(options), onSuspended });
+  client = new TabAgentClient(peer, signaling, options);
+  return withActionMethods(client);
 }
 
 /** `client.<action>(params, options)` is `client.request('<action>', params, options)`. */

@@ -11,6 +11,11 @@ export interface PeerOptions {
   timeoutMs?: number;
   /** For `webrtc.events` (server candidates that come after the answer); without it they come with the answer. */
   followEvents: boolean;
+  /**
+   * With `followEvents`: the server reports that it lost this peer (the session is suspended, e.g. its peer
+   * process crashed). The client can reconnect at once instead of waiting seconds for ICE to notice.
+   */
+  onSuspended?(pc: RTCPeerConnection): void;
 }
 
 /** A connected peer of a session, with the server's open `tabagent` channel. */
@@ -54,7 +59,7 @@ export async function openPeer(
     await pc.setLocalDescription(answer);
     const { candidates } = await signaling.webrtc.answer.mutate({ sessionId, answerSdp: answer.sdp ?? '' });
     for (const candidate of candidates) pc.addIceCandidate(candidate).catch(() => {});
-    if (options.followEvents) followServerCandidates(signaling, sessionId, pc, subscription.signal);
+    if (options.followEvents) followServer(signaling, sessionId, pc, subscription.signal, options.onSuspended);
     return {
       sessionId,
       resumeToken: offer.resumeToken,
@@ -87,13 +92,23 @@ function serverChannel(pc: RTCPeerConnection, timeoutMs: number): Promise<RTCDat
   });
 }
 
-/** Adds the server's late (trickled) candidates from `webrtc.events`. */
-function followServerCandidates(signaling: SignalingClient, sessionId: string, pc: RTCPeerConnection, signal: AbortSignal) {
+/**
+ * Follows `webrtc.events`: adds the server's late (trickled) candidates, and passes on a suspension. A resume gives
+ * the session a fresh event log, so what this peer hears is about this peer.
+ */
+function followServer(
+  signaling: SignalingClient,
+  sessionId: string,
+  pc: RTCPeerConnection,
+  signal: AbortSignal,
+  onSuspended: PeerOptions['onSuspended'],
+) {
   const subscription = signaling.webrtc.events.subscribe(
     { sessionId },
     {
       onData: ({ data }) => {
         if (data.kind === 'candidate' && data.candidate) pc.addIceCandidate(data.candidate).catch(() => {});
+        else if (data.kind === 'state' && data.state === 'suspended') onSuspended?.(pc);
       },
       onError: () => subscription.unsubscribe(),
     },
