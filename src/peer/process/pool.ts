@@ -43,6 +43,8 @@ export class PeerProcessPool {
 
   #pick(): PeerProcess {
     if (this.#closed) throw new Error('The peer processes are closed (the server is shutting down)');
+    // One that has died but is not yet forgotten (its exit is being handled) is no place for a new peer.
+    this.#processes = this.#processes.filter((process) => process.alive);
     void this.start();
     return this.#processes.reduce((least, process) => (process.peers.size < least.peers.size ? process : least));
   }
