@@ -2,7 +2,7 @@ import { log } from '../../log.ts';
 import type { PeerFactory } from '../wrtc.ts';
 import { PeerProcess, RemotePeer } from './remote.ts';
 
-/** A process that dies sooner than this after starting is not restarted until a peer needs one. */
+/** A host that dies sooner than this after starting is not restarted until a peer needs one. */
 const RESTART_AFTER_MS = 1_000;
 
 /**
@@ -22,7 +22,7 @@ export class PeerProcessPool {
 
   /** The processes running now, and the peers and channels each holds. */
   get processes(): { pid: number | undefined; peers: number; channels: number }[] {
-    return this.#processes.map((process) => ({ pid: process.pid, peers: process.peers.size, channels: process.channels.size }));
+    return this.#processes.map((host) => ({ pid: host.pid, peers: host.peers.size, channels: host.channels.size }));
   }
 
   /**
@@ -31,31 +31,31 @@ export class PeerProcessPool {
    */
   async start(): Promise<void> {
     if (!this.#closed) while (this.#processes.length < this.size) this.#start();
-    await Promise.all(this.#processes.map((process) => process.ready));
+    await Promise.all(this.#processes.map((host) => host.ready));
   }
 
-  /** Ends every process; their peers close with them. */
+  /** Ends every host; their peers close with them. */
   async close(): Promise<void> {
     this.#closed = true;
-    await Promise.all(this.#processes.map((process) => process.close()));
+    await Promise.all(this.#processes.map((host) => host.close()));
     this.#processes = [];
   }
 
   #pick(): PeerProcess {
     if (this.#closed) throw new Error('The peer processes are closed (the server is shutting down)');
     // One that has died but is not yet forgotten (its exit is being handled) is no place for a new peer.
-    this.#processes = this.#processes.filter((process) => process.alive);
+    this.#processes = this.#processes.filter((host) => host.alive);
     void this.start();
-    return this.#processes.reduce((least, process) => (process.peers.size < least.peers.size ? process : least));
+    return this.#processes.reduce((least, host) => (host.peers.size < least.peers.size ? host : least));
   }
 
   #start(): void {
-    const process = new PeerProcess();
+    const host = new PeerProcess();
     const startedAt = Date.now();
-    this.#processes.push(process);
-    void process.exited.then(({ code, signal }) => {
-      this.#processes = this.#processes.filter((running) => running !== process);
-      if (this.#closed || process.closing) return;
+    this.#processes.push(host);
+    void host.exited.then(({ code, signal }) => {
+      this.#processes = this.#processes.filter((running) => running !== host);
+      if (this.#closed || host.closing) return;
       this.crashes++;
       // Started again at once, so resuming clients find it warm; one that dies as it starts waits for a peer to need it.
       const replaceNow = Date.now() - startedAt > RESTART_AFTER_MS && this.#processes.length < this.size;

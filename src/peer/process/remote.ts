@@ -149,13 +149,13 @@ export class RemotePeer {
     maxMessageSize: null,
   };
   readonly #id: number;
-  readonly #process: PeerProcess;
+  readonly #host: PeerProcess;
 
-  constructor(process: PeerProcess, config: RTCConfiguration) {
-    this.#process = process;
-    this.#id = process.nextId();
-    process.peers.set(this.#id, this);
-    process.command({ op: 'peer', peer: this.#id, config });
+  constructor(host: PeerProcess, config: RTCConfiguration) {
+    this.#host = host;
+    this.#id = host.nextId();
+    host.peers.set(this.#id, this);
+    host.command({ op: 'peer', peer: this.#id, config });
   }
 
   get localDescription() {
@@ -175,8 +175,8 @@ export class RemotePeer {
   }
 
   createDataChannel(label: string, init?: RTCDataChannelInit): RemoteChannel {
-    const channel = new RemoteChannel(this.#process, this.#process.nextId(), label, 'connecting');
-    this.#process.command({ op: 'channel', peer: this.#id, channel: channel.id, label, init });
+    const channel = new RemoteChannel(this.#host, this.#host.nextId(), label, 'connecting');
+    this.#host.command({ op: 'channel', peer: this.#id, channel: channel.id, label, init });
     return channel;
   }
 
@@ -196,13 +196,13 @@ export class RemotePeer {
   close(): void {
     if (this.#state.connectionState === 'closed') return;
     this.#state = { ...this.#state, connectionState: 'closed' };
-    this.#process.peers.delete(this.#id);
-    this.#process.command({ op: 'close', peer: this.#id });
+    this.#host.peers.delete(this.#id);
+    this.#host.command({ op: 'close', peer: this.#id });
   }
 
   #call(method: PeerMethod, arg?: unknown): Promise<unknown> {
     if (this.#state.connectionState === 'closed') return Promise.reject(invalidState('The peer connection is closed'));
-    return this.#process.call(this.#id, method, arg);
+    return this.#host.call(this.#id, method, arg);
   }
 
   /** From the peer process: */
@@ -223,7 +223,7 @@ export class RemotePeer {
   }
 
   incoming(id: number, label: string, readyState: RTCDataChannelState): void {
-    const channel = new RemoteChannel(this.#process, id, label, readyState);
+    const channel = new RemoteChannel(this.#host, id, label, readyState);
     if (this.ondatachannel) this.ondatachannel({ channel });
     else channel.close();
   }
@@ -232,7 +232,7 @@ export class RemotePeer {
   lost(): void {
     if (this.#state.connectionState === 'closed') return;
     this.#state = { ...this.#state, connectionState: 'failed' };
-    this.#process.peers.delete(this.#id);
+    this.#host.peers.delete(this.#id);
     this.onconnectionstatechange?.(new Event('connectionstatechange'));
   }
 }
@@ -252,14 +252,14 @@ export class RemoteChannel {
   #inPipe = 0;
   /** What the channel itself buffered, at the last report. */
   #inChannel = 0;
-  readonly #process: PeerProcess;
+  readonly #host: PeerProcess;
 
-  constructor(process: PeerProcess, id: number, label: string, readyState: RTCDataChannelState) {
-    this.#process = process;
+  constructor(host: PeerProcess, id: number, label: string, readyState: RTCDataChannelState) {
+    this.#host = host;
     this.id = id;
     this.label = label;
     this.#readyState = readyState;
-    process.channels.set(id, this);
+    host.channels.set(id, this);
   }
 
   get readyState(): RTCDataChannelState {
@@ -276,13 +276,13 @@ export class RemoteChannel {
     const binary = typeof data !== 'string';
     const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
     this.#inPipe += payload.length;
-    this.#process.command({ op: 'send', channel: this.id, binary }, payload);
+    this.#host.command({ op: 'send', channel: this.id, binary }, payload);
   }
 
   close(): void {
     if (this.#readyState === 'closing' || this.#readyState === 'closed') return;
     this.#readyState = 'closing';
-    this.#process.command({ op: 'close-channel', channel: this.id });
+    this.#host.command({ op: 'close-channel', channel: this.id });
   }
 
   /** From the peer process: */
@@ -296,7 +296,7 @@ export class RemoteChannel {
   closed(): void {
     if (this.#readyState === 'closed') return;
     this.#readyState = 'closed';
-    this.#process.channels.delete(this.id);
+    this.#host.channels.delete(this.id);
     this.onclose?.(new Event('close'));
   }
 
