@@ -9,7 +9,11 @@
 export function limitBody(request: Request, maxBytes: number, tooLarge: () => Error): Request {
   if (!request.body) return request;
   const declared = Number(request.headers.get('content-length') ?? NaN);
-  const body = declared > maxBytes ? failing(tooLarge) : limited(request.body, maxBytes, tooLarge);
+  return withBody(request, declared > maxBytes ? failing(tooLarge) : limited(request.body, maxBytes, tooLarge));
+}
+
+/** `request` with `body` in place of its own. */
+function withBody(request: Request, body: ReadableStream<Uint8Array>): Request {
   // Built from parts: runtime adapters (srvx on Node) hand over Request look-alikes that `new Request(r)` rejects.
   const init = { method: request.method, headers: request.headers, signal: request.signal, duplex: 'half' };
   return new Request(request.url, { ...init, body } as RequestInit);
@@ -63,6 +67,5 @@ export function limitNesting(request: Request, maxDepth: number, tooDeep: () => 
       controller.enqueue(chunk);
     },
   });
-  const init = { method: request.method, headers: request.headers, signal: request.signal, duplex: 'half' };
-  return new Request(request.url, { ...init, body: request.body.pipeThrough(scan) } as RequestInit);
+  return withBody(request, request.body.pipeThrough(scan));
 }

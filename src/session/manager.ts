@@ -8,6 +8,7 @@ import { MessageRate, type SessionRate } from '../security/rate-limit.ts';
 import { log, redact } from '../log.ts';
 import { iceServersFor } from '../peer/ice-servers.ts';
 import { createServerOffer } from '../peer/offer.ts';
+import { ReassemblyBudget } from '../protocol/framing.ts';
 import type { PeerFactory } from '../peer/wrtc.ts';
 import type { Stats } from '../stats.ts';
 import { serveChannel } from './serve.ts';
@@ -80,6 +81,7 @@ export class SessionManager {
         resumeGraceMs: this.config.resumeGraceMs,
         resumeBufferBytes: this.config.resumeBufferBytes,
         messageRate: new MessageRate(this.config),
+        reassembly: new ReassemblyBudget(this.config.maxMessageBytes),
         onClosed: (s) => this.forget(s),
       },
       pc,

@@ -2,7 +2,6 @@ import type { Dispatcher, Emit, FinalAnswer } from '../dispatch.ts';
 import { AppError } from '../errors.ts';
 import { log, redact } from '../log.ts';
 import { decodeFrame, errorFrame, requestIdOf, undeliverable, type ResumeFrame } from '../protocol/frames.ts';
-import { ReassemblyBudget } from '../protocol/framing.ts';
 import { ChannelLink, DEFAULT_MAX_MESSAGE_SIZE, type Inbound } from '../protocol/link.ts';
 import type { Stats } from '../stats.ts';
 import type { Session } from './session.ts';
@@ -77,7 +76,7 @@ export function serveChannel(session: Session, channel: RTCDataChannel, options:
   const link: ChannelLink = new ChannelLink(channel, {
     maxMessageSize: session.pc.sctp?.maxMessageSize || DEFAULT_MAX_MESSAGE_SIZE,
     maxMessageBytes: options.maxMessageBytes,
-    reassemblyBudget: reassemblyBudgetOf(session, options.maxMessageBytes),
+    reassemblyBudget: session.reassembly,
     stats: stats.traffic,
     onMessage: receive,
     onProtocolError: (error) => send(errorFrame(error)),
@@ -96,15 +95,6 @@ export function serveChannel(session: Session, channel: RTCDataChannel, options:
   };
   if (channel.readyState === 'open' && session.state === 'ice_gathering') session.setState('connected');
   return link;
-}
-
-/** One budget for the unfinished messages of all a session's channels: more channels must not mean more memory. */
-const reassemblyBudgets = new WeakMap<Session, ReassemblyBudget>();
-
-function reassemblyBudgetOf(session: Session, maxBytes: number): ReassemblyBudget {
-  let budget = reassemblyBudgets.get(session);
-  if (!budget) reassemblyBudgets.set(session, (budget = new ReassemblyBudget(maxBytes)));
-  return budget;
 }
 
 function notResumable(): AppError {

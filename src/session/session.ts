@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Caller } from '../dispatch.ts';
 import { AppError } from '../errors.ts';
 import { log, redact } from '../log.ts';
+import type { ReassemblyBudget } from '../protocol/framing.ts';
 import type { ChannelLink } from '../protocol/link.ts';
 import type { MessageRate } from '../security/rate-limit.ts';
 import { EventLog } from './events.ts';
@@ -45,6 +46,8 @@ export interface SessionOptions {
   resumeBufferBytes: number;
   /** The budget every message on its data channels spends. */
   messageRate: MessageRate;
+  /** What the unfinished fragmented messages of all its channels may hold: more channels must not mean more memory. */
+  reassembly: ReassemblyBudget;
   /** The session ended (after `close`): forget it. */
   onClosed(session: Session): void;
 }
@@ -64,6 +67,8 @@ export class Session {
   readonly caller: Caller;
   /** Spent by every message from the client; empty means `rate_limited` (the channel stays open). */
   readonly messageRate: MessageRate;
+  /** Shared by the reassemblers of all its channels. */
+  readonly reassembly: ReassemblyBudget;
   readonly outbox: Outbox<ChannelLink>;
   readonly links = new Set<ChannelLink>();
   readonly createdAt = Date.now();
@@ -93,6 +98,7 @@ export class Session {
     this.owner = options.owner;
     this.caller = new Caller(options.id, options.maxInFlight);
     this.messageRate = options.messageRate;
+    this.reassembly = options.reassembly;
     this.outbox = new Outbox<ChannelLink>(deliverIgnoringClosed(options.id), {
       maxBytes: options.resumeBufferBytes,
       retentionMs: options.resumeGraceMs,

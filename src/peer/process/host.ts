@@ -4,7 +4,7 @@
  * logs go to stderr. It exits when stdin ends: the server closed it, or the server is gone.
  */
 import { createWrtcPeer } from '../wrtc.ts';
-import type { Command, PeerEvent, PeerSnapshot } from './protocol.ts';
+import { invalidState, type Command, type PeerEvent, type PeerSnapshot } from './protocol.ts';
 import { encodeMessage, MessageReader } from './wire.ts';
 
 /** How often a channel that still buffers the server's bytes reports its drain (wrtc has no bufferedamountlow). */
@@ -93,7 +93,7 @@ async function call(command: Extract<Command, { op: 'call' }>): Promise<void> {
   const reply = (fields: { value?: unknown; error?: { name: string; message: string } }) =>
     emit({ ev: 'reply', call: command.call, peer: command.peer, snapshot: pc ? snapshot(pc) : closedSnapshot(), ...fields });
   try {
-    if (!pc) throw Object.assign(new Error('The peer connection is closed'), { name: 'InvalidStateError' });
+    if (!pc) throw invalidState('The peer connection is closed');
     const arg = command.arg as never;
     const value =
       command.method === 'createOffer' ? await pc.createOffer()

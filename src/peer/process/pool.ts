@@ -30,7 +30,7 @@ export class PeerProcessPool {
    * load); resolves once they serve.
    */
   async start(): Promise<void> {
-    if (!this.#closed) while (this.#processes.length < this.size) this.#start();
+    if (!this.#closed) this.#fill();
     await Promise.all(this.#processes.map((host) => host.ready));
   }
 
@@ -45,8 +45,13 @@ export class PeerProcessPool {
     if (this.#closed) throw new Error('The peer processes are closed (the server is shutting down)');
     // One that has died but is not yet forgotten (its exit is being handled) is no place for a new peer.
     this.#processes = this.#processes.filter((host) => host.alive);
-    void this.start();
+    this.#fill();
     return this.#processes.reduce((least, host) => (host.peers.size < least.peers.size ? host : least));
+  }
+
+  /** Starts processes until there are `size`. */
+  #fill(): void {
+    while (this.#processes.length < this.size) this.#start();
   }
 
   #start(): void {

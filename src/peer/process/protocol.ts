@@ -4,6 +4,11 @@
  * ones, so neither side waits for the other to pick an id.
  */
 
+/** The error W3C WebRTC throws on a closed connection or channel, as both sides of the pipe make it. */
+export function invalidState(message: string): Error {
+  return Object.assign(new Error(message), { name: 'InvalidStateError' });
+}
+
 /** A peer's state as the peer process last saw it: enough for the server to read it synchronously. */
 export interface PeerSnapshot {
   localDescription: RTCSessionDescriptionInit | null;

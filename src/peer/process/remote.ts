@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import type { Command, PeerEvent, PeerMethod, PeerSnapshot } from './protocol.ts';
+import { invalidState, type Command, type PeerEvent, type PeerMethod, type PeerSnapshot } from './protocol.ts';
 import { encodeMessage, MessageReader } from './wire.ts';
 
 const HOST_PATH = path.join(import.meta.dirname, 'host.ts');
@@ -310,10 +310,6 @@ export class RemoteChannel {
     this.#inPipe = Math.max(0, this.#inPipe - sent);
     this.#inChannel = amount;
   }
-}
-
-function invalidState(message: string): Error {
-  return Object.assign(new Error(message), { name: 'InvalidStateError' });
 }
 
 /** How to start host.ts: with this process's runtime and loader (tsx under Node; Deno with the project's config). */
