@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { createApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { Caller } from '../src/dispatch.ts';
+import { ANONYMOUS_IDENTITY } from '../src/security/auth.ts';
 import { setLogLevel } from '../src/log.ts';
 import { openStore } from '../src/store/index.ts';
 import type { Action } from '../src/registry.ts';
@@ -38,7 +39,7 @@ async function run(backend: StoreBackend) {
   await backend.init?.();
   const store = await openStore(backend.options());
   const app = createApp(loadConfig({}, { port: 0, upstreamUrl: 'off' }), { store });
-  const caller = new Caller('bench');
+  const caller = new Caller('bench', ANONYMOUS_IDENTITY);
   let n = 0;
   const call = async (action: Action, params: unknown) => {
     const { frame } = await app.dispatcher.execute(caller, { requestId: `b${++n}`, action, params });

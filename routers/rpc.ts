@@ -16,7 +16,8 @@ function procedureFor(action: Action) {
   const spec = specOf(action);
   const withInput = procedure.input(spec.input);
   const resolve = async ({ input, ctx, signal }: { input: unknown; ctx: Context; signal?: AbortSignal }) => {
-    const { rpcCaller, dispatcher } = ctx;
+    const rpcCaller = ctx.rpcCaller();
+    const { dispatcher } = ctx;
     const request = { requestId: rpcCaller.assignRequestId(), action, params: input };
     const { frame } = await dispatcher.execute(rpcCaller, request, { signal });
     const { request_id: _id, ...answer } = frame as Record<string, unknown>;

@@ -1,5 +1,5 @@
 import { initTRPC, TRPCError } from '@trpc/server';
-import superjson from 'superjson';
+import superjson, { type SuperJSONResult } from 'superjson';
 import type { Dispatcher, Caller } from '../src/dispatch.ts';
 import { AppError, type ErrorCode } from '../src/errors.ts';
 import { schemaError } from '../src/protocol/frames.ts';
@@ -8,10 +8,14 @@ import type { Signaling } from '../src/signaling.ts';
 /** What every procedure can reach: the caller's address and the server's services. */
 export interface Context {
   ip: string;
+  /** Signaling as the caller's key; for a `webrtc.events` call without one, as whoever holds the session's ticket. */
   signaling: Signaling;
   dispatcher: Dispatcher;
-  /** The API key's scope for `stop_generation` / `halt_status`: tRPC callers with the same key share it. */
-  rpcCaller: Caller;
+  /**
+   * The API key's caller for `rpc.*`: its identity owns what the call stores, and `stop_generation` /
+   * `halt_status` see the requests of that key's tRPC calls. Throws `unauthorized` for a call without a key.
+   */
+  rpcCaller(): Caller;
 }
 
 type TRPCCode = TRPCError['code'];
@@ -57,8 +61,26 @@ function appErrorOf(error: TRPCError, path: string | undefined): AppError | unde
   return undefined;
 }
 
+/**
+ * superjson, strict about what it reads: an input that is not its envelope, `{ "json": <input>, "meta"?: {…} }` (or
+ * `{}` for none), is refused with 400. superjson alone reads anything else as "no input", so `"x"` or `{"a":1}`
+ * posted to `webrtc.offer` made a session.
+ */
+const transformer = {
+  input: { serialize: (value: unknown) => superjson.serialize(value), deserialize: (value: unknown) => superjson.deserialize(envelope(value)) },
+  output: superjson,
+};
+
+function envelope(value: unknown): SuperJSONResult {
+  const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (isRecord(value) && Object.keys(value).every((key) => key === 'json' || key === 'meta') && (value.meta === undefined || isRecord(value.meta))) {
+    return value as unknown as SuperJSONResult;
+  }
+  throw new TRPCError({ code: 'BAD_REQUEST', message: 'Input must be superjson\'s envelope: { "json": <input>, "meta"?: {...} }' });
+}
+
 const t = initTRPC.context<Context>().create({
-  transformer: superjson,
+  transformer,
   isDev: false,
   sse: { ping: { enabled: true, intervalMs: 15_000 } },
   errorFormatter({ shape, error, path }) {

@@ -19,10 +19,11 @@ export const webrtcRouter = router({
 
   /**
    * The server's trickled ICE candidates and state changes, as tracked SSE events: a client that reconnects
-   * sends `lastEventId` and gets exactly what it missed. Ends when the session ends.
+   * sends `lastEventId` and gets exactly what it missed. Ends when the session ends. An EventSource, which cannot
+   * send the API key, passes the offer's `eventsTicket` instead.
    */
   events: procedure.input(eventsInput).subscription(({ input, ctx, signal }) => {
-    const session = ctx.signaling.session(input.sessionId);
+    const session = ctx.signaling.following(input.sessionId, input.ticket);
     const after = Number(input.lastEventId ?? 0) || 0;
     return (async function* () {
       for await (const { id, event } of session.events.follow(after, signal)) yield tracked(String(id), event);

@@ -17,7 +17,8 @@ import { PeerCount } from './peer/count.ts';
 import { PeerProcessPool } from './peer/process/pool.ts';
 import { createWrtcPeer, type PeerFactory } from './peer/wrtc.ts';
 import { MAX_NESTING_DEPTH } from './protocol/frames.ts';
-import { ApiKeys } from './security/auth.ts';
+import { ApiKeys, type Identity } from './security/auth.ts';
+import { HostAllowlist } from './security/hosts.ts';
 import { SessionRate } from './security/rate-limit.ts';
 import { SessionManager } from './session/manager.ts';
 import { Signaling } from './signaling.ts';
@@ -46,6 +47,7 @@ export interface AppDeps {
 }
 
 export interface App {
+  readonly config: Config;
   /** The whole server as a fetch handler: `/trpc/*`, `/v1/webrtc/*`, `/v1/ws`. `info.ip` is the client's address. */
   fetch(request: Request, info?: { ip?: string }): Promise<Response>;
   /** Graceful shutdown: tells every channel, lets in-flight requests finish within the grace, closes every peer. */
@@ -93,21 +95,24 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
   const peerProcesses = deps.createPeer || config.peerProcesses === 0 ? undefined : new PeerProcessPool(config.peerProcesses);
   const createPeer = deps.createPeer ?? peerProcesses?.createPeer ?? createWrtcPeer;
   sessions = new SessionManager(config, { createPeer: peers.track(createPeer), dispatcher, stats, sessionRate });
-  const signaling = new Signaling(sessions, config);
+  const signaling = new Signaling(sessions, config, undefined);
   const websockets = new WebSocketEndpoint(config, { dispatcher, stats, sessionRate });
   /** tRPC `rpc.*` callers, one per API key: `stop_generation` and `halt_status` see that key's requests only. */
   const rpcCallers = new Map<string, Caller>();
-  const rpcCallerOf = (identity: string) => {
-    let caller = rpcCallers.get(identity);
-    if (!caller) rpcCallers.set(identity, (caller = new Caller(`rpc-${identity}`)));
+  const rpcCallerOf = (identity: Identity | undefined) => {
+    if (!identity) throw new AppError('unauthorized', 'Missing API key: send Authorization: Bearer <key>');
+    let caller = rpcCallers.get(identity.id);
+    if (!caller) rpcCallers.set(identity.id, (caller = new Caller(`rpc-${identity.id}`, identity)));
     return caller;
   };
-  const apiKeys = new ApiKeys(config.apiKeys);
+  const apiKeys = new ApiKeys(config.apiKeys, config.adminKeys);
+  const hosts = new HostAllowlist(config.allowedHosts);
 
   /**
-   * Every route but `GET /` (and CORS preflights, answered before) needs the API key when keys are configured.
-   * tRPC checks it in its context, so tRPC clients get a tRPC error (`appCode: 'unauthorized'`); SSE, which cannot
-   * send headers, may carry it as connectionParams `{ authorization }`; a browser's WebSocket, as a subprotocol
+   * Every route but `GET /` (and CORS preflights, answered before) needs the API key when keys are configured, in
+   * the `Authorization` header, never in a URL. tRPC checks it in its context, so tRPC clients get a tRPC error
+   * (`appCode: 'unauthorized'`); a lone `webrtc.events` subscription may come without it, as an EventSource cannot
+   * send headers, and shows the session's events ticket instead; a browser's WebSocket offers it as a subprotocol
    * (src/ws/subprotocol.ts). The rest check it here, before routing.
    */
   async function route(request: Request, ip: string): Promise<Response> {
@@ -127,13 +132,15 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
         req: limitNesting(limitBody(request, limit, tooLarge), MAX_BODY_DEPTH, tooDeep),
         router: appRouter,
         createContext: ({ info }) => {
-          let identity: string;
+          let identity: Identity | undefined;
           try {
-            identity = apiKeys.authenticate(authorization ?? info.connectionParams?.authorization);
+            if (apiKeys.required && info.connectionParams?.authorization !== undefined) throw keyInUrl();
+            const following = info.calls.length === 1 && info.calls[0].path === 'webrtc.events';
+            identity = following && !authorization && apiKeys.required ? undefined : apiKeys.authenticate(authorization);
           } catch (error) {
             throw toTRPCError(error as AppError);
           }
-          return { ip, signaling: signaling.as(identity), dispatcher, rpcCaller: rpcCallerOf(identity) };
+          return { ip, signaling: signaling.as(identity), dispatcher, rpcCaller: () => rpcCallerOf(identity) };
         },
       });
     }
@@ -141,11 +148,12 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
       authorization ?? (path === WEBSOCKET_PATH ? authorizationFromSubprotocols(request.headers.get('sec-websocket-protocol')) : null),
     );
     if (path.startsWith(REST_PREFIX)) return handleRest(request, path, ip, signaling.as(identity), config.maxBodyBytes);
-    if (path === WEBSOCKET_PATH) return websockets.handle(request, ip);
+    if (path === WEBSOCKET_PATH) return websockets.handle(request, ip, identity);
     return errorResponse(new AppError('not_found', `No route ${request.method} ${path}`));
   }
 
   return {
+    config,
     sessions,
     websockets,
     dispatcher,
@@ -153,6 +161,11 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     peers,
     peerProcesses,
     async fetch(request, info = {}) {
+      const host = request.headers.get('host');
+      if (!hosts.allows(host)) {
+        const named = JSON.stringify(host?.slice(0, 256));
+        return errorResponse(new AppError('forbidden', `Host ${named} is not a name of this server; add it to TABAGENT_ALLOWED_HOSTS`));
+      }
       const origin = request.headers.get('origin');
       if (origin && !isOriginAllowed(origin, config.allowedOrigins)) {
         return errorResponse(new AppError('forbidden', `Origin ${origin} is not allowed; add it to TABAGENT_ALLOWED_ORIGINS`));
@@ -175,4 +188,11 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
       return closing;
     },
   };
+}
+
+function keyInUrl(): AppError {
+  return new AppError(
+    'unauthorized',
+    'API keys are not taken from URLs (connectionParams): send Authorization: Bearer <key>, or give webrtc.events the offer\'s eventsTicket',
+  );
 }

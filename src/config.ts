@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { MIN_KEY_LENGTH, parseKeysFile } from './security/auth.ts';
+import { HOST_ENTRY } from './security/hosts.ts';
 
 const MiB = 1024 * 1024;
 
@@ -53,10 +54,17 @@ export const configSchema = z.object({
   maxMessageBytes: z.coerce.number().int().positive().default(64 * MiB),
   /** Largest signaling request body (an SDP is a few KiB). */
   maxBodyBytes: z.coerce.number().int().positive().default(1 * MiB),
+  /** How long a request's headers and body may take to arrive; a slower client is cut off (408). */
+  bodyTimeoutMs: z.coerce.number().int().positive().default(30_000),
   /** On shutdown, how long in-flight requests may run before they are cancelled. */
   shutdownGraceMs: z.coerce.number().int().min(0).default(10_000),
   /** Browser origins allowed besides `chrome-extension://` ones (listing some of those allows only them); `*`: any. */
   allowedOrigins: z.array(z.string()).default([]),
+  /**
+   * Host names the server answers to besides `localhost` and IP addresses (src/security/hosts.ts): a LAN name, a
+   * reverse proxy's public name, `.example.com` for a domain and its subdomains; `*`: any (a proxy checks them).
+   */
+  allowedHosts: z.array(z.string().regex(HOST_ENTRY, 'each entry must be a host name without port, .domain, or *')).default([]),
   /**
    * The inference server's root URL (OpenAI-compatible; Ollama, llama-server, vLLM, LM Studio, OpenAI). A URL ending
    * in `/v1` works too. Unset: a local Ollama on its default port is used when it answers. `off`: no upstream.
@@ -82,6 +90,8 @@ export const configSchema = z.object({
   apiKeys: z.array(z.string().min(MIN_KEY_LENGTH, `each key must be at least ${MIN_KEY_LENGTH} characters`)).default([]),
   /** A file of more keys, one per line, read once at startup. */
   apiKeysFile: z.string().min(1).optional(),
+  /** Keys that may also change what every caller shares (server params, models); they need not be in `apiKeys`. */
+  adminKeys: z.array(z.string().min(MIN_KEY_LENGTH, `each key must be at least ${MIN_KEY_LENGTH} characters`)).default([]),
 }).superRefine((config, context) => {
   if (config.turnUrls.length > 0 && !config.turnSecret) {
     context.addIssue({ code: 'custom', path: ['turnSecret'], message: 'is required with TABAGENT_TURN_URLS (the TURN server\'s shared secret)' });
@@ -115,8 +125,10 @@ export const ENV_VARS = {
   maxInFlightPerSession: 'TABAGENT_MAX_IN_FLIGHT_PER_SESSION',
   maxMessageBytes: 'TABAGENT_MAX_MESSAGE_BYTES',
   maxBodyBytes: 'TABAGENT_MAX_BODY_BYTES',
+  bodyTimeoutMs: 'TABAGENT_BODY_TIMEOUT_MS',
   shutdownGraceMs: 'TABAGENT_SHUTDOWN_GRACE_MS',
   allowedOrigins: 'TABAGENT_ALLOWED_ORIGINS',
+  allowedHosts: 'TABAGENT_ALLOWED_HOSTS',
   upstreamUrl: 'TABAGENT_UPSTREAM_URL',
   upstreamApiKey: 'TABAGENT_UPSTREAM_API_KEY',
   upstreamIdleTimeoutMs: 'TABAGENT_UPSTREAM_IDLE_TIMEOUT_MS',
@@ -126,15 +138,18 @@ export const ENV_VARS = {
   nativeAllowedOrigins: 'TABAGENT_NATIVE_ALLOWED_ORIGINS',
   apiKeys: 'TABAGENT_API_KEYS',
   apiKeysFile: 'TABAGENT_API_KEYS_FILE',
+  adminKeys: 'TABAGENT_ADMIN_KEYS',
 } as const satisfies Record<keyof Config, string>;
 
 /** Parses list settings: ICE servers as JSON or comma-separated URLs, origins comma-separated. */
 const fromText: Partial<Record<keyof Config, (text: string) => unknown>> = {
   iceServers: (text) => (text.trim().startsWith('[') ? JSON.parse(text) : splitList(text).map((urls) => ({ urls }))),
   allowedOrigins: splitList,
+  allowedHosts: splitList,
   turnUrls: splitList,
   nativeAllowedOrigins: splitList,
   apiKeys: splitList,
+  adminKeys: splitList,
 };
 
 function splitList(text: string): string[] {

@@ -3,6 +3,7 @@ import type { EventData, EventName } from './protocol/events.ts';
 import { errorFrame, type DecodedRequest, type ErrorFrame } from './protocol/frames.ts';
 import { registry, specOf, type Action, type HandlerResult, type RequestParams } from './registry.ts';
 import { log } from './log.ts';
+import type { Identity } from './security/auth.ts';
 import type { Stats } from './stats.ts';
 
 /** Fields of a streaming `chunk` frame; `delta` is the text the chunk adds. */
@@ -17,6 +18,8 @@ export interface CallContext {
   /** Aborted by `stop_generation`, a closed channel or session, or shutdown. Pass it to every upstream call. */
   readonly signal: AbortSignal;
   readonly caller: Caller;
+  /** Whose stored data (history, documents, settings) this request reads and writes: the caller's key id. */
+  readonly owner: string;
   /** Binary payload that came with the request, if any. */
   readonly attachment?: Uint8Array;
   chunk(fields: ChunkFields): void;
@@ -41,7 +44,10 @@ export interface InFlight {
   readonly origin?: object;
 }
 
-/** Whoever sends requests: a session, or a tRPC / native-messaging caller. Owns its in-flight requests. */
+/**
+ * Whoever sends requests: a session, a WebSocket, a native messaging port, or the tRPC callers of one key. Owns its
+ * in-flight requests, and acts as its `identity`.
+ */
 export class Caller {
   readonly inFlight = new Map<string, InFlight>();
   private nextId = 0;
@@ -49,6 +55,7 @@ export class Caller {
   /** @param maxInFlight requests this caller may have running at once; more get `rate_limited`. */
   constructor(
     readonly id: string,
+    readonly identity: Identity,
     readonly maxInFlight = Number.POSITIVE_INFINITY,
   ) {}
 
@@ -101,6 +108,10 @@ export class Dispatcher {
     if (!this.accepting && !specOf(action).answersDuringShutdown) {
       return fail(new AppError('shutting_down', 'Server is shutting down'), requestId);
     }
+    if (specOf(action).adminOnly && !caller.identity.admin) {
+      const message = `"${action}" changes what every caller shares: it needs an admin key (TABAGENT_ADMIN_KEYS)`;
+      return fail(new AppError('forbidden', message, { details: { action } }), requestId);
+    }
     if (caller.inFlight.has(requestId)) {
       return fail(new AppError('conflict', `request_id "${requestId}" is already in flight`), requestId);
     }
@@ -123,6 +134,7 @@ export class Dispatcher {
       action,
       signal: controller.signal,
       caller,
+      owner: caller.identity.id,
       attachment: options.attachment,
       chunk: (fields) => {
         // `index` numbers a request's chunks from 0: a resumed client skips the ones it has.

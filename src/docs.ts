@@ -65,7 +65,7 @@ function section(action: string, spec: RequestSpec): string {
     '',
     spec.summary,
     '',
-    `- tRPC: \`rpc.${action}\` (${spec.kind}) · answer \`type\`: \`${spec.response}\`${spec.streams ? ' · streams `chunk` frames with `stream: true`' : ''} · served by: ${spec.engine}`,
+    `- tRPC: \`rpc.${action}\` (${spec.kind}) · answer \`type\`: \`${spec.response}\`${spec.streams ? ' · streams `chunk` frames with `stream: true`' : ''} · served by: ${spec.engine}${spec.adminOnly ? ' · **admin key** when API keys are on' : ''}`,
     `- params: ${params.length ? params.map((p) => `\`${p}\``).join(', ') : 'none'}`,
     `- answer: \`{ request_id, type: "${spec.response}", ${fields(output).join(', ')} }\``,
     '',
@@ -87,6 +87,8 @@ export function renderRequestTypes(): string {
     `${actions.length} request types. On a data channel send \`{ "request_id"?, "action": "<name>", ...params }\`;`,
     'over tRPC call `rpc.<name>` with the params. Errors are `{ request_id, type: "error", code, message, details? }`',
     '(see PROTOCOL.md). Types served by an engine the server has not attached answer `backend_unavailable`.',
+    'With API keys on, each key has its own history, documents, default model and inference settings; types that',
+    'change what every caller shares need an admin key (`TABAGENT_ADMIN_KEYS`), and others get `forbidden`.',
     '',
   ];
   for (const [group, names] of byGroup) {

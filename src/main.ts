@@ -10,6 +10,7 @@ import { installNativeHost } from './native/install.ts';
 import { nativeMode } from './native/mode.ts';
 import { openStore } from './store/index.ts';
 import { log } from './log.ts';
+import { isLoopbackBind } from './security/hosts.ts';
 import { WEBSOCKET_PATH } from './ws/endpoint.ts';
 import { serveApp } from './ws/serve.ts';
 
@@ -32,6 +33,10 @@ await app.peerProcesses?.start();
 const server = serveApp(app, { hostname: config.host, port: config.port });
 await server.ready();
 log.info(`tabagent-webrtc listening on http://${config.host}:${config.port}`, { trpc: '/trpc', rest: '/v1/webrtc/', websocket: WEBSOCKET_PATH, store: store?.kind });
+if (!isLoopbackBind(config.host)) {
+  const names = config.allowedHosts.includes('*') ? 'any' : ['localhost', 'IP addresses', ...config.allowedHosts].join(', ');
+  log.info(`reachable beyond this machine; Host names served: ${names} (TABAGENT_ALLOWED_HOSTS)`, { api_keys: config.apiKeys.length + config.adminKeys.length > 0 });
+}
 
 let stopping = false;
 async function stop(signal: string): Promise<void> {

@@ -557,6 +557,29 @@ test('malformed bodies on the REST routes and on tRPC: typed 4xx errors, never a
   }),
 );
 
+test('tRPC input that is not superjson\'s envelope is 400 invalid_request, never read as "no input"', () =>
+  withServer(async (ctx) => {
+    const { url } = ctx.server;
+    const json = { 'content-type': 'application/json' };
+    const notEnvelopes = ['"x"', '1', 'true', '[]', '[{"json":{}}]', '{"foo":1}', '{"json":{},"extra":1}', '{"meta":5}', '{"json":{},"meta":[]}'];
+    for (const body of notEnvelopes) {
+      for (const path of ['webrtc.offer', 'rpc.save_message']) {
+        const failed = trpcFailure(await raw(`${url}/trpc/${path}`, { method: 'POST', body, headers: json }), `${path} ${body}`);
+        assert.equal([failed.appCode, failed.status], ['invalid_request', 400], `${path} ${body}`);
+      }
+      const query = trpcFailure(await raw(`${url}/trpc/rpc.chat_history?input=${encodeURIComponent(body)}`), `a query with ${body}`);
+      assert.is(query.appCode, 'invalid_request');
+    }
+    const batch = await raw(`${url}/trpc/webrtc.offer,webrtc.offer?batch=1`, { method: 'POST', body: '{"0":"x","1":{"a":1}}', headers: json });
+    assert.equal(trpcFailure(batch, 'a batch of non-envelopes').appCode, 'invalid_request');
+    assert.is(ctx.size(), 0, 'no offer made a session');
+    // What tRPC clients send for no input, `{}`, still means no input.
+    const none = await raw(`${url}/trpc/webrtc.offer`, { method: 'POST', body: '{}', headers: json });
+    assert.is(none.status, 200);
+    assert.is(ctx.size(), 1);
+  }),
+);
+
 test('a refused oversize body closes its connection, so the next request on it is served, not reset', () =>
   withServer(async ({ server }) => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });

@@ -19,6 +19,7 @@ const test = suite('API-key authentication');
 
 const KEY_A = 'key-a-0123456789abcdef';
 const KEY_B = 'key-b-0123456789abcdef';
+const ADMIN_KEY = 'key-admin-0123456789abcdef';
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
 
 /** A server with keys A and B (and a slow fake model); closed however the test ends. */
@@ -82,20 +83,32 @@ function upgrade(server: TestServer, headers: Record<string, string>): Promise<h
 test('ApiKeys: the right key gives its id, anything else is unauthorized; no keys: anonymous', () => {
   const keys = new ApiKeys([KEY_A, KEY_B]);
   assert.ok(keys.required);
-  assert.is(keys.authenticate(`Bearer ${KEY_A}`), keyId(KEY_A));
-  assert.is(keys.authenticate(`bearer ${KEY_B}`), keyId(KEY_B), 'the scheme is case-insensitive');
+  assert.equal(keys.authenticate(`Bearer ${KEY_A}`), { id: keyId(KEY_A), admin: false });
+  assert.is(keys.authenticate(`bearer ${KEY_B}`).id, keyId(KEY_B), 'the scheme is case-insensitive');
   assert.is.not(keyId(KEY_A), keyId(KEY_B));
   assert.ok(/^[0-9a-f]{16}$/.test(keyId(KEY_A)), 'the id is hex, not the key');
-  assert.is(keys.match(KEY_A), keyId(KEY_A));
+  assert.is(keys.match(KEY_A)?.id, keyId(KEY_A));
   for (const wrong of [`${KEY_A}x`, KEY_A.slice(0, -1), '', 'short']) assert.is(keys.match(wrong), undefined, `no match for ${wrong}`);
   for (const header of [undefined, null, '', KEY_A, `Basic ${KEY_A}`, 'Bearer nope', `Bearer ${KEY_A} extra`]) {
     assert.throws(() => keys.authenticate(header), (error: Error & { code?: string }) => error.code === 'unauthorized', String(header));
   }
   const open = new ApiKeys([]);
   assert.not.ok(open.required);
-  assert.is(open.authenticate(undefined), ANONYMOUS);
-  assert.is(open.authenticate('Bearer anything'), ANONYMOUS);
+  assert.equal(open.authenticate(undefined), { id: ANONYMOUS, admin: true }, 'without keys everyone may do everything');
+  assert.is(open.authenticate('Bearer anything').id, ANONYMOUS);
   assert.is(bearerToken(`Bearer  ${KEY_A} `), KEY_A);
+});
+
+test('admin keys are keys too, and the only ones marked admin; alone they turn authentication on', () => {
+  const keys = new ApiKeys([KEY_A], [ADMIN_KEY]);
+  assert.equal(keys.authenticate(`Bearer ${ADMIN_KEY}`), { id: keyId(ADMIN_KEY), admin: true });
+  assert.equal(keys.authenticate(`Bearer ${KEY_A}`), { id: keyId(KEY_A), admin: false });
+  assert.is(new ApiKeys([KEY_A, ADMIN_KEY], [ADMIN_KEY]).authenticate(`Bearer ${ADMIN_KEY}`).admin, true, 'listed in both');
+  const adminOnly = new ApiKeys([], [ADMIN_KEY]);
+  assert.ok(adminOnly.required);
+  assert.throws(() => adminOnly.authenticate(undefined), /Missing API key/);
+  assert.equal(loadConfig({ TABAGENT_ADMIN_KEYS: ` ${ADMIN_KEY} ` }).adminKeys, [ADMIN_KEY]);
+  assert.throws(() => loadConfig({ TABAGENT_ADMIN_KEYS: 'short' }), /TABAGENT_ADMIN_KEYS: .*at least 16/);
 });
 
 test('config: TABAGENT_API_KEYS and TABAGENT_API_KEYS_FILE (comments, blank lines), errors name the variable', async () => {
@@ -239,17 +252,19 @@ test("another key cannot see, answer, trickle to, follow, close or resume a sess
     expectTrpc(await trpcError(api.webrtc.close.mutate({ sessionId })), 404, 'not_found', 'tRPC close');
     expectTrpc(await trpcError(api.webrtc.offer.mutate({ resumeToken })), 404, 'not_found', 'tRPC resume');
 
-    // SSE carries the key as connectionParams: the owner's stream opens, another key's ends in not_found.
-    const params = (key: string) => `&connectionParams=${encodeURIComponent(JSON.stringify(bearer(key)))}`;
+    // SSE: the owner's key (in a header) or the session's ticket opens the stream; another key's ends in not_found.
     const url = subscriptionUrl(server.url, 'webrtc.events', { sessionId });
-    const own = await openSse(url + params(KEY_A));
-    try {
-      await own.next((event) => event.event === 'message', "the owner's first event (its server candidates)");
-      assert.not.ok(own.events.some((event) => event.event === 'serialized-error'), "the owner's stream has no error");
-    } finally {
-      own.close();
+    const withTicket = subscriptionUrl(server.url, 'webrtc.events', { sessionId, ticket: offer.body.eventsTicket });
+    for (const [what, streamUrl, headers] of [['the owner', url, bearer(KEY_A)], ['the ticket', withTicket, {}]] as const) {
+      const own = await openSse(streamUrl, headers);
+      try {
+        await own.next((event) => event.event === 'message', `${what}: the first event (the server's candidates)`);
+        assert.not.ok(own.events.some((event) => event.event === 'serialized-error'), `${what}: no error`);
+      } finally {
+        own.close();
+      }
     }
-    const other = await openSse(url + params(KEY_B));
+    const other = await openSse(url, bearer(KEY_B));
     try {
       const error = await other.next((event) => event.event === 'serialized-error', "another key's SSE error");
       assert.match(error.data, /not_found/);
@@ -262,7 +277,7 @@ test("another key cannot see, answer, trickle to, follow, close or resume a sess
   }),
 );
 
-test('the client sends headers() authorization to the SSE subscription as connectionParams', async () => {
+test('the client follows events with the session\'s ticket: the key in headers() never goes into the SSE URL', async () => {
   const urls: string[] = [];
   class RecordingEventSource extends EventTarget {
     readyState = 0;
@@ -277,12 +292,63 @@ test('the client sends headers() authorization to the SSE subscription as connec
     headers: () => ({ Authorization: `Bearer ${KEY_A}` }),
     EventSource: RecordingEventSource as unknown as typeof EventSource,
   });
-  const subscription = api.webrtc.events.subscribe({ sessionId: 'x' }, { onData: () => {} });
+  const subscription = api.webrtc.events.subscribe({ sessionId: 'x', ticket: 'the-ticket' }, { onData: () => {} });
   for (let i = 0; i < 100 && urls.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
   subscription.unsubscribe();
   assert.is(urls.length, 1);
-  const params = new URL(urls[0]).searchParams.get('connectionParams');
-  assert.equal(JSON.parse(params ?? 'null'), { authorization: `Bearer ${KEY_A}` });
+  assert.not.ok(decodeURIComponent(urls[0]).includes(KEY_A), 'no key in the URL');
+  assert.is(new URL(urls[0]).searchParams.get('connectionParams'), null);
+  assert.match(decodeURIComponent(urls[0]), /"ticket":"the-ticket"/);
 });
+
+test('a key in a URL (tRPC connectionParams) is refused with 401 on every procedure, events included', () =>
+  withServer(async (server) => {
+    const offer = await rest(server, 'POST', 'offer', bearer(KEY_A), {});
+    const sessionId = offer.body.sessionId as string;
+    const keyInUrl = `&connectionParams=${encodeURIComponent(JSON.stringify(bearer(KEY_A)))}`;
+    const sse = await openSse(subscriptionUrl(server.url, 'webrtc.events', { sessionId }) + keyInUrl);
+    try {
+      const error = await sse.next((event) => event.event === 'serialized-error', 'the SSE error');
+      assert.match(error.data, /"httpStatus":401/);
+      assert.match(error.data, /not taken from URLs/);
+    } finally {
+      sse.close();
+    }
+    const query = encodeURIComponent(JSON.stringify({ json: { sessionId } }));
+    for (const path of [`webrtc.session?input=${query}`, 'rpc.health?input=%7B%7D', `rpc.chat_history?input=%7B%22json%22%3A%7B%7D%7D`]) {
+      const response = await fetch(`${server.url}/trpc/${path}${keyInUrl}`);
+      assert.is(response.status, 401, path);
+      await response.body?.cancel();
+    }
+  }),
+);
+
+test('without a key, webrtc.events needs the session\'s own ticket; another session\'s or a wrong one is not_found', () =>
+  withServer(async (server) => {
+    const first = await rest(server, 'POST', 'offer', bearer(KEY_A), {});
+    const second = await rest(server, 'POST', 'offer', bearer(KEY_A), {});
+    const sessionId = first.body.sessionId as string;
+    assert.type(first.body.eventsTicket, 'string');
+    assert.is.not(first.body.eventsTicket, first.body.resumeToken, 'the ticket is not the resume capability');
+    const cases = [
+      ['no ticket', {}, /"appCode":"unauthorized"/],
+      ['another session\'s ticket', { ticket: second.body.eventsTicket }, /"appCode":"not_found"/],
+      ['a wrong ticket', { ticket: 'x'.repeat(24) }, /"appCode":"not_found"/],
+      ['the resume token', { ticket: first.body.resumeToken }, /"appCode":"not_found"/],
+    ] as const;
+    for (const [what, extra, expected] of cases) {
+      const sse = await openSse(subscriptionUrl(server.url, 'webrtc.events', { sessionId, ...extra }));
+      try {
+        const error = await sse.next((event) => event.event === 'serialized-error', what);
+        assert.match(error.data, expected, what);
+      } finally {
+        sse.close();
+      }
+    }
+    // The ticket opens nothing else: the same call with it as a key is refused.
+    const api = createSignalingClient({ url: server.url, headers: () => bearer(first.body.eventsTicket as string) });
+    expectTrpc(await trpcError(api.webrtc.session.query({ sessionId })), 401, 'unauthorized', 'the ticket as a key');
+  }),
+);
 
 test.run();

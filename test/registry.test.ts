@@ -6,6 +6,7 @@ import * as assert from 'uvu/assert';
 import { createApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { Caller } from '../src/dispatch.ts';
+import { ANONYMOUS_IDENTITY } from '../src/security/auth.ts';
 import { renderRequestTypes } from '../src/docs.ts';
 import { decodeFrame } from '../src/protocol/frames.ts';
 import { actionFromPascalCase, actions, registry, type Action } from '../src/registry.ts';
@@ -67,7 +68,7 @@ declaration.run();
 const answers = suite('system answers');
 const dataDir = mkdtempSync(path.join(tmpdir(), 'tabagent-registry-'));
 const app = createApp(loadConfig({}, { port: 0, upstreamUrl: 'off', dataDir }));
-const caller = new Caller('test');
+const caller = new Caller('test', ANONYMOUS_IDENTITY);
 
 async function answer(action: Action, params: unknown = {}) {
   const decoded = registry[action].input.safeParse(params);
@@ -101,7 +102,7 @@ answers('set_params merges, replace replaces, and every session sees the same pa
   await answer('set_params', { params: { temperature: 0.7, max_tokens: 100 }, replace: true });
   await answer('set_params', { params: { top_p: 0.9 } });
   assert.equal((await answer('get_params')).params, { temperature: 0.7, max_tokens: 100, top_p: 0.9 });
-  const other = new Caller('other');
+  const other = new Caller('other', ANONYMOUS_IDENTITY);
   const { frame } = await app.dispatcher.execute(other, { requestId: 'x', action: 'get_params', params: {} });
   assert.equal((frame as { params: unknown }).params, { temperature: 0.7, max_tokens: 100, top_p: 0.9 });
   await answer('set_params', { params: { seed: 1 }, replace: true });

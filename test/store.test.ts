@@ -14,10 +14,14 @@ import * as assert from 'uvu/assert';
 import { AppError } from '../src/errors.ts';
 import { openStore } from '../src/store/index.ts';
 import { MIGRATIONS } from '../src/store/migrations.ts';
+import { openPglite } from '../src/store/pglite.ts';
+import { openPostgres } from '../src/store/postgres.ts';
 import { SqlStore, type Db } from '../src/store/sql-store.ts';
 import type { DocumentWrite, Store } from '../src/store/types.ts';
 import { storeBackends, type StoreBackend as Backend } from './fixtures/store.ts';
 
+/** Whose rows these tests write, but for the test of owners (the anonymous one's, as without API keys). */
+const OWNER = 'anonymous';
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const TABLES = ['settings', 'messages', 'documents', 'chunks', 'vectors', 'deletions'];
 
@@ -34,6 +38,11 @@ function doc(id: string, chunks: number, models: string[] = ['m1'], extra: Parti
     })),
     ...extra,
   };
+}
+
+/** A driver on `options`' database, for opening it at an earlier schema. */
+function openDb(options: { databaseUrl?: string; dataDir: string }): Promise<Db> {
+  return options.databaseUrl ? openPostgres(options.databaseUrl, {}) : openPglite(path.join(options.dataDir, 'db'));
 }
 
 async function rejects(promise: Promise<unknown>, code: string, pattern?: RegExp): Promise<AppError> {
@@ -87,17 +96,17 @@ function defineSuite(backend: Backend) {
 
   test('settings round-trip any JSON value; a missing key is undefined; undefined removes', async () => {
     const value = { n: 1.5, big: 2 ** 40, neg: -3, yes: true, no: false, nil: null, text: 'é "q" \\ \n😀', list: [1, 'a', [true]], nested: { deep: { x: [] } } };
-    await store.setSetting('inference', value);
-    assert.equal(await store.getSetting('inference'), value);
-    await store.setSetting('inference', [1, 2]);
-    assert.equal(await store.getSetting('inference'), [1, 2]);
+    await store.setSetting(OWNER, 'inference', value);
+    assert.equal(await store.getSetting(OWNER, 'inference'), value);
+    await store.setSetting(OWNER, 'inference', [1, 2]);
+    assert.equal(await store.getSetting(OWNER, 'inference'), [1, 2]);
     for (const scalar of [0, 'text', false, null]) {
-      await store.setSetting('scalar', scalar);
-      assert.is(await store.getSetting('scalar'), scalar);
+      await store.setSetting(OWNER, 'scalar', scalar);
+      assert.is(await store.getSetting(OWNER, 'scalar'), scalar);
     }
-    assert.is(await store.getSetting('missing'), undefined);
-    await store.setSetting('scalar', undefined);
-    assert.is(await store.getSetting('scalar'), undefined);
+    assert.is(await store.getSetting(OWNER, 'missing'), undefined);
+    await store.setSetting(OWNER, 'scalar', undefined);
+    assert.is(await store.getSetting(OWNER, 'scalar'), undefined);
   });
 
   test('messages: history per session and across sessions, oldest first; limit keeps the newest', async () => {
@@ -105,27 +114,27 @@ function defineSuite(backend: Backend) {
     for (let i = 0; i < 6; i++) {
       const session_id = i % 2 ? 'b' : 'a';
       const metadata = i === 0 ? { tokens: 3, tool: { name: 'x', ok: true } } : undefined;
-      saved.push(await store.saveMessage({ session_id, role: i % 2 ? 'assistant' : 'user', content: `message ${i}`, metadata }));
+      saved.push(await store.saveMessage(OWNER, { session_id, role: i % 2 ? 'assistant' : 'user', content: `message ${i}`, metadata }));
     }
     assert.is(new Set(saved.map((m) => m.id)).size, 6, 'ids are unique');
     for (const message of saved) assert.match(message.created_at, ISO);
     assert.equal(saved[0].metadata, { tokens: 3, tool: { name: 'x', ok: true } });
     assert.not.ok('metadata' in saved[1], 'no metadata key when none was given');
 
-    const a = await store.chatHistory({ session_id: 'a', limit: 100 });
+    const a = await store.chatHistory(OWNER, { session_id: 'a', limit: 100 });
     assert.equal(a.map((m) => m.content), ['message 0', 'message 2', 'message 4']);
     assert.equal(a[0], saved[0], 'what history returns is what saveMessage returned');
-    assert.equal((await store.chatHistory({ session_id: 'a', limit: 2 })).map((m) => m.content), ['message 2', 'message 4']);
-    assert.equal((await store.chatHistory({ limit: 100 })).map((m) => m.content), saved.map((m) => m.content));
-    assert.equal((await store.chatHistory({ limit: 3 })).map((m) => m.content), ['message 3', 'message 4', 'message 5']);
-    assert.equal(await store.chatHistory({ session_id: 'none', limit: 10 }), []);
-    assert.equal(await store.chatHistory({ limit: 0 }), []);
+    assert.equal((await store.chatHistory(OWNER, { session_id: 'a', limit: 2 })).map((m) => m.content), ['message 2', 'message 4']);
+    assert.equal((await store.chatHistory(OWNER, { limit: 100 })).map((m) => m.content), saved.map((m) => m.content));
+    assert.equal((await store.chatHistory(OWNER, { limit: 3 })).map((m) => m.content), ['message 3', 'message 4', 'message 5']);
+    assert.equal(await store.chatHistory(OWNER, { session_id: 'none', limit: 10 }), []);
+    assert.equal(await store.chatHistory(OWNER, { limit: 0 }), []);
   });
 
   test('documents: add with chunks and vectors, list (total, paging, source), replace the same id, delete', async () => {
-    await store.addDocuments([doc('d1', 2), doc('d2', 1), doc('m1', 3, ['m1'], { source: 'message', metadata: { role: 'user', nested: { a: [1, 2] }, flag: false } })]);
-    await store.addDocuments([doc('d3', 0)]);
-    const all = await store.listDocuments({ limit: 10, offset: 0 });
+    await store.addDocuments(OWNER, [doc('d1', 2), doc('d2', 1), doc('m1', 3, ['m1'], { source: 'message', metadata: { role: 'user', nested: { a: [1, 2] }, flag: false } })]);
+    await store.addDocuments(OWNER, [doc('d3', 0)]);
+    const all = await store.listDocuments(OWNER, { limit: 10, offset: 0 });
     assert.is(all.total, 4);
     assert.equal(all.documents.map((d) => d.id), ['d3', 'm1', 'd2', 'd1'], 'newest first');
     assert.equal(all.documents.map((d) => d.chunks), [0, 3, 1, 2]);
@@ -133,34 +142,34 @@ function defineSuite(backend: Backend) {
     assert.equal(m1, { id: 'm1', content: 'content of m1', metadata: { role: 'user', nested: { a: [1, 2] }, flag: false }, source: 'message', created_at: m1.created_at, chunks: 3 });
     assert.match(m1.created_at, ISO);
 
-    const page = await store.listDocuments({ limit: 2, offset: 1 });
+    const page = await store.listDocuments(OWNER, { limit: 2, offset: 1 });
     assert.equal([page.total, page.documents.map((d) => d.id)], [4, ['m1', 'd2']]);
-    assert.equal((await store.listDocuments({ limit: 2, offset: 4 })).documents, []);
-    const messages = await store.listDocuments({ limit: 10, offset: 0, source: 'message' });
+    assert.equal((await store.listDocuments(OWNER, { limit: 2, offset: 4 })).documents, []);
+    const messages = await store.listDocuments(OWNER, { limit: 10, offset: 0, source: 'message' });
     assert.equal([messages.total, messages.documents.map((d) => d.id)], [1, ['m1']]);
-    const documents = await store.listDocuments({ limit: 1, offset: 0, source: 'document' });
+    const documents = await store.listDocuments(OWNER, { limit: 1, offset: 0, source: 'document' });
     assert.equal([documents.total, documents.documents.map((d) => d.id)], [3, ['d3']]);
 
-    await store.addDocuments([{ ...doc('d1', 1), content: 'new content', metadata: { v: 2 } }]);
-    const replaced = await store.listDocuments({ limit: 10, offset: 0 });
+    await store.addDocuments(OWNER, [{ ...doc('d1', 1), content: 'new content', metadata: { v: 2 } }]);
+    const replaced = await store.listDocuments(OWNER, { limit: 10, offset: 0 });
     assert.is(replaced.total, 4);
     assert.equal(replaced.documents[0], { ...replaced.documents[0], id: 'd1', content: 'new content', metadata: { v: 2 }, chunks: 1 });
     const chunks = await store.chunksSince(0, 'm1', 100);
     assert.equal(chunks.filter((c) => c.document_id === 'd1').map((c) => c.ordinal), [0], 'the old chunks are gone');
 
-    assert.is(await store.deleteDocuments(['d1', 'm1', 'nope', 'd1']), 2, 'counts the ones that existed');
-    const left = await store.listDocuments({ limit: 10, offset: 0 });
+    assert.is(await store.deleteDocuments(OWNER, ['d1', 'm1', 'nope', 'd1']), 2, 'counts the ones that existed');
+    const left = await store.listDocuments(OWNER, { limit: 10, offset: 0 });
     assert.equal([left.total, left.documents.map((d) => d.id)], [2, ['d3', 'd2']]);
     assert.equal((await store.chunksSince(0, 'm1', 100)).map((c) => c.document_id), ['d2'], 'chunks went with their documents');
     assert.equal(await store.db.query('SELECT count(*)::int AS n FROM vectors'), [{ n: 1 }], 'vectors too');
-    assert.is(await store.deleteDocuments([]), 0);
-    assert.is(await store.deleteDocuments(['nope']), 0);
+    assert.is(await store.deleteDocuments(OWNER, []), 0);
+    assert.is(await store.deleteDocuments(OWNER, ['nope']), 0);
   });
 
   test('chunksSince follows new chunks in id order, with the asked model\'s vectors only', async () => {
     const start = await store.chunksSince(0, 'm1', 10);
     assert.equal(start, []);
-    await store.addDocuments([doc('a', 2, ['m1', 'm2']), { ...doc('b', 1, ['m2']), metadata: { tag: 'b' } }]);
+    await store.addDocuments(OWNER, [doc('a', 2, ['m1', 'm2']), { ...doc('b', 1, ['m2']), metadata: { tag: 'b' } }]);
     const first = await store.chunksSince(0, 'm1', 10);
     assert.is(first.length, 3);
     assert.ok(first[0].id < first[1].id && first[1].id < first[2].id, 'ids grow');
@@ -180,7 +189,7 @@ function defineSuite(backend: Backend) {
     assert.equal(page.map((c) => c.id), first.slice(0, 2).map((c) => c.id));
     const last = first[2].id;
     assert.equal(await store.chunksSince(last, 'm1', 10), []);
-    await store.addDocuments([doc('c', 1)]);
+    await store.addDocuments(OWNER, [doc('c', 1)]);
     const next = await store.chunksSince(last, 'm1', 10);
     assert.equal(next.map((c) => c.document_id), ['c']);
     assert.ok(next[0].id > last);
@@ -189,11 +198,11 @@ function defineSuite(backend: Backend) {
   test('deletionsSince reports replacements and deletions with the highest chunk id they had', async () => {
     const cursor = (await store.deletionsSince(0)).at(-1)?.seq ?? 0;
     assert.equal(await store.deletionsSince(cursor), []);
-    await store.addDocuments([doc('x', 3), doc('y', 1), doc('empty', 0)]);
+    await store.addDocuments(OWNER, [doc('x', 3), doc('y', 1), doc('empty', 0)]);
     const chunks = await store.chunksSince(0, 'm1', 100);
     const maxOf = (id: string) => Math.max(...chunks.filter((c) => c.document_id === id).map((c) => c.id));
-    await store.addDocuments([doc('x', 1)]);
-    await store.deleteDocuments(['y', 'empty']);
+    await store.addDocuments(OWNER, [doc('x', 1)]);
+    await store.deleteDocuments(OWNER, ['y', 'empty']);
     const deletions = await store.deletionsSince(cursor);
     assert.equal(
       deletions.map((d) => [d.document_id, d.up_to_chunk_id]),
@@ -209,7 +218,7 @@ function defineSuite(backend: Backend) {
   });
 
   test('putVectors adds and overwrites vectors of a model; exact bytes, any alignment; gone chunks are skipped', async () => {
-    await store.addDocuments([doc('p', 2, [])]);
+    await store.addDocuments(OWNER, [doc('p', 2, [])]);
     const chunks = await store.chunksSince(0, 'late', 10);
     assert.equal(chunks.map((c) => 'vector' in c), [false, false]);
     // A view at an odd offset of a bigger buffer, and values whose bytes must survive exactly.
@@ -236,12 +245,12 @@ function defineSuite(backend: Backend) {
 
   test('text survives exactly: quotes, backslashes, newlines, emoji; lone surrogates become U+FFFD', async () => {
     const text = 'a "quoted" \\ back\\slash\n\ttab 😀 é ∑ \u2028 {"json": [1]} \'single\' $1 ::text';
-    await store.addDocuments([{ id: 'ü "odd" id', content: text, metadata: { text }, source: 'document', chunks: [{ content: text, vectors: [] }] }]);
-    const [listed] = (await store.listDocuments({ limit: 1, offset: 0 })).documents;
+    await store.addDocuments(OWNER, [{ id: 'ü "odd" id', content: text, metadata: { text }, source: 'document', chunks: [{ content: text, vectors: [] }] }]);
+    const [listed] = (await store.listDocuments(OWNER, { limit: 1, offset: 0 })).documents;
     assert.equal([listed.id, listed.content, listed.metadata], ['ü "odd" id', text, { text }]);
     assert.is((await store.chunksSince(0, 'm', 1))[0].content, text);
-    const message = await store.saveMessage({ session_id: 's', role: 'user', content: 'lone \ud800 surrogate', metadata: { x: 'also \udc00' } });
-    const [back] = await store.chatHistory({ session_id: 's', limit: 1 });
+    const message = await store.saveMessage(OWNER, { session_id: 's', role: 'user', content: 'lone \ud800 surrogate', metadata: { x: 'also \udc00' } });
+    const [back] = await store.chatHistory(OWNER, { session_id: 's', limit: 1 });
     assert.equal([back.content, back.metadata], ['lone \ufffd surrogate', { x: 'also \ufffd' }]);
     assert.equal(back, message);
   });
@@ -258,7 +267,7 @@ function defineSuite(backend: Backend) {
     }));
     const chunkCount = docs.reduce((n, d) => n + d.chunks.length, 0);
     let started = performance.now();
-    await store.addDocuments(docs);
+    await store.addDocuments(OWNER, docs);
     const addMs = Math.round(performance.now() - started);
     started = performance.now();
     const chunks: Awaited<ReturnType<Store['chunksSince']>> = [];
@@ -279,13 +288,13 @@ function defineSuite(backend: Backend) {
     const [i, ordinal] = sample.content.slice(5).split('.').map(Number);
     assert.is(sample.vector!.length, 512);
     assert.is(sample.vector![7], Math.fround(i + ordinal / 10 + 7));
-    assert.is((await store.listDocuments({ limit: 1, offset: 0 })).total, bulk);
+    assert.is((await store.listDocuments(OWNER, { limit: 1, offset: 0 })).total, bulk);
 
     started = performance.now();
-    await store.addDocuments(docs.slice(0, 1_000));
+    await store.addDocuments(OWNER, docs.slice(0, 1_000));
     const replaceMs = Math.round(performance.now() - started);
     started = performance.now();
-    assert.is(await store.deleteDocuments(docs.map((d) => d.id)), bulk);
+    assert.is(await store.deleteDocuments(OWNER, docs.map((d) => d.id)), bulk);
     const deleteMs = Math.round(performance.now() - started);
     assert.is((await store.deletionsSince(0)).length, bulk + 1_000);
     console.log(
@@ -296,56 +305,107 @@ function defineSuite(backend: Backend) {
 
   test('concurrent calls on one store all land', async () => {
     await Promise.all([
-      ...Array.from({ length: 20 }, (_, i) => store.saveMessage({ session_id: 'c', role: 'user', content: `m${i}` })),
-      ...Array.from({ length: 5 }, (_, i) => store.addDocuments([doc(`c${i}`, 2)])),
-      store.setSetting('k', 1),
-      store.addDocuments([doc('c0', 1)]),
+      ...Array.from({ length: 20 }, (_, i) => store.saveMessage(OWNER, { session_id: 'c', role: 'user', content: `m${i}` })),
+      ...Array.from({ length: 5 }, (_, i) => store.addDocuments(OWNER, [doc(`c${i}`, 2)])),
+      store.setSetting(OWNER, 'k', 1),
+      store.addDocuments(OWNER, [doc('c0', 1)]),
     ]);
-    assert.is((await store.chatHistory({ session_id: 'c', limit: 100 })).length, 20);
-    assert.is((await store.listDocuments({ limit: 100, offset: 0 })).total, 5);
+    assert.is((await store.chatHistory(OWNER, { session_id: 'c', limit: 100 })).length, 20);
+    assert.is((await store.listDocuments(OWNER, { limit: 100, offset: 0 })).total, 5);
   });
 
   test('bad input is invalid_request, and a call with any bad document writes nothing', async () => {
     const long = 'x'.repeat(513);
-    await rejects(store.addDocuments([doc(long, 1)]), 'invalid_request', /longer than 512/);
-    await rejects(store.addDocuments([doc('ok', 1), doc('', 1)]), 'invalid_request', /document id/);
-    await rejects(store.addDocuments([doc('ok', 1), doc('ok', 1)]), 'invalid_request', /twice/);
-    await rejects(store.addDocuments([{ ...doc('ok', 1), source: 'web' as never }]), 'invalid_request', /source/);
-    await rejects(store.addDocuments([{ ...doc('ok', 1), metadata: [] as never }]), 'invalid_request', /metadata/);
-    await rejects(store.addDocuments([{ ...doc('ok', 1), content: 'nul \0 byte' }]), 'invalid_request', /NUL/);
-    await rejects(store.addDocuments([{ ...doc('ok', 1), metadata: { a: 'nul \0' } }]), 'invalid_request', /NUL/);
-    await rejects(store.addDocuments([{ ...doc('ok', 1), metadata: { big: 1n } }]), 'invalid_request', /JSON/);
+    await rejects(store.addDocuments(OWNER, [doc(long, 1)]), 'invalid_request', /longer than 512/);
+    await rejects(store.addDocuments(OWNER, [doc('ok', 1), doc('', 1)]), 'invalid_request', /document id/);
+    await rejects(store.addDocuments(OWNER, [doc('ok', 1), doc('ok', 1)]), 'invalid_request', /twice/);
+    await rejects(store.addDocuments(OWNER, [{ ...doc('ok', 1), source: 'web' as never }]), 'invalid_request', /source/);
+    await rejects(store.addDocuments(OWNER, [{ ...doc('ok', 1), metadata: [] as never }]), 'invalid_request', /metadata/);
+    await rejects(store.addDocuments(OWNER, [{ ...doc('ok', 1), content: 'nul \0 byte' }]), 'invalid_request', /NUL/);
+    await rejects(store.addDocuments(OWNER, [{ ...doc('ok', 1), metadata: { a: 'nul \0' } }]), 'invalid_request', /NUL/);
+    await rejects(store.addDocuments(OWNER, [{ ...doc('ok', 1), metadata: { big: 1n } }]), 'invalid_request', /JSON/);
     const badVector = doc('ok', 1);
     badVector.chunks[0].vectors = [{ model: 'm1', vector: [1, 2] as never }];
-    await rejects(store.addDocuments([badVector]), 'invalid_request', /Float32Array/);
+    await rejects(store.addDocuments(OWNER, [badVector]), 'invalid_request', /Float32Array/);
     const twoVectors = doc('ok', 1, ['m1', 'm1']);
-    await rejects(store.addDocuments([twoVectors]), 'invalid_request', /two vectors/);
-    await rejects(store.deleteDocuments([long]), 'invalid_request', /longer than 512/);
-    await rejects(store.saveMessage({ session_id: long, role: 'user', content: 'x' }), 'invalid_request', /session_id/);
-    await rejects(store.saveMessage({ session_id: 's', role: 'user', content: 5 as never }), 'invalid_request');
-    await rejects(store.chatHistory({ session_id: long, limit: 1 }), 'invalid_request');
-    await rejects(store.chatHistory({ limit: -1 }), 'invalid_request', /limit/);
-    await rejects(store.chatHistory({ limit: 1.5 }), 'invalid_request', /limit/);
-    await rejects(store.listDocuments({ limit: 10, offset: 0, source: 'web' as never }), 'invalid_request');
-    await rejects(store.setSetting(long, 1), 'invalid_request', /setting key/);
-    await rejects(store.getSetting(''), 'invalid_request');
+    await rejects(store.addDocuments(OWNER, [twoVectors]), 'invalid_request', /two vectors/);
+    await rejects(store.deleteDocuments(OWNER, [long]), 'invalid_request', /longer than 512/);
+    await rejects(store.saveMessage(OWNER, { session_id: long, role: 'user', content: 'x' }), 'invalid_request', /session_id/);
+    await rejects(store.saveMessage(OWNER, { session_id: 's', role: 'user', content: 5 as never }), 'invalid_request');
+    await rejects(store.chatHistory(OWNER, { session_id: long, limit: 1 }), 'invalid_request');
+    await rejects(store.chatHistory(OWNER, { limit: -1 }), 'invalid_request', /limit/);
+    await rejects(store.chatHistory(OWNER, { limit: 1.5 }), 'invalid_request', /limit/);
+    await rejects(store.listDocuments(OWNER, { limit: 10, offset: 0, source: 'web' as never }), 'invalid_request');
+    await rejects(store.setSetting(OWNER, long, 1), 'invalid_request', /setting key/);
+    await rejects(store.getSetting(OWNER, ''), 'invalid_request');
     await rejects(store.chunksSince(0, long, 10), 'invalid_request', /model/);
     await rejects(store.putVectors('m', [{ chunk_id: 1.5, vector: new Float32Array(1) }]), 'invalid_request', /chunk_id/);
     await rejects(store.putVectors('m', [{ chunk_id: 1, vector: new Float32Array(0) }]), 'invalid_request', /empty/);
-    assert.is((await store.listDocuments({ limit: 10, offset: 0 })).total, 0, 'nothing was written');
+    assert.is((await store.listDocuments(OWNER, { limit: 10, offset: 0 })).total, 0, 'nothing was written');
   });
 
   test('data persists across close and reopen', async () => {
-    await store.setSetting('kept', { a: 1 });
-    const message = await store.saveMessage({ session_id: 'p', role: 'user', content: 'remember me', metadata: { k: [1] } });
-    await store.addDocuments([doc('kept', 2, ['m1', 'm2'])]);
+    await store.setSetting(OWNER, 'kept', { a: 1 });
+    const message = await store.saveMessage(OWNER, { session_id: 'p', role: 'user', content: 'remember me', metadata: { k: [1] } });
+    await store.addDocuments(OWNER, [doc('kept', 2, ['m1', 'm2'])]);
     const chunks = await store.chunksSince(0, 'm2', 10);
     await store.close();
     store = await open();
-    assert.equal(await store.getSetting('kept'), { a: 1 });
-    assert.equal(await store.chatHistory({ session_id: 'p', limit: 10 }), [message]);
+    assert.equal(await store.getSetting(OWNER, 'kept'), { a: 1 });
+    assert.equal(await store.chatHistory(OWNER, { session_id: 'p', limit: 10 }), [message]);
     assert.equal(await store.chunksSince(0, 'm2', 10), chunks);
-    assert.is((await store.listDocuments({ limit: 10, offset: 0 })).documents[0].chunks, 2);
+    assert.is((await store.listDocuments(OWNER, { limit: 10, offset: 0 })).documents[0].chunks, 2);
+  });
+
+  test('owners: each owner reads, lists, replaces and deletes only its own rows, even under the same ids', async () => {
+    const [a, b] = ['key-a-id', 'key-b-id'];
+    await store.addDocuments(a, [doc('same', 2), doc('only-a', 1)]);
+    await store.addDocuments(b, [{ ...doc('same', 1), content: 'b version' }]);
+    const listed = async (owner: string) => (await store.listDocuments(owner, { limit: 10, offset: 0 })).documents.map((d) => [d.id, d.content]);
+    assert.equal(await listed(a), [['only-a', 'content of only-a'], ['same', 'content of same']]);
+    assert.equal(await listed(b), [['same', 'b version']], 'the same id is another document');
+    assert.equal(await listed(OWNER), []);
+    assert.is(await store.deleteDocuments(b, ['only-a']), 0, "another owner's id is not there to delete");
+    assert.is(await store.deleteDocuments(b, ['same']), 1);
+    assert.equal(await listed(a), [['only-a', 'content of only-a'], ['same', 'content of same']], "a's survive b's delete");
+    const chunks = await store.chunksSince(0, 'm1', 100);
+    assert.equal(chunks.map((c) => [c.owner, c.document_id]), [[a, 'same'], [a, 'same'], [a, 'only-a']], "b's chunks went with its document");
+    assert.equal((await store.deletionsSince(0)).map((d) => [d.owner, d.document_id]), [[b, 'same']]);
+
+    await store.saveMessage(a, { session_id: 's', role: 'user', content: 'from a' });
+    await store.saveMessage(b, { session_id: 's', role: 'user', content: 'from b' });
+    assert.equal((await store.chatHistory(a, { session_id: 's', limit: 10 })).map((m) => m.content), ['from a']);
+    assert.equal((await store.chatHistory(b, { limit: 10 })).map((m) => m.content), ['from b']);
+
+    await store.setSetting(a, 'default_model', 'model-a');
+    assert.is(await store.getSetting(b, 'default_model'), undefined);
+    await store.setSetting(b, 'default_model', 'model-b');
+    assert.equal([await store.getSetting(a, 'default_model'), await store.getSetting(b, 'default_model')], ['model-a', 'model-b']);
+  });
+
+  test('migration 2 gives every earlier row to the anonymous owner, and the server params to the shared one', async () => {
+    const options = await backend.fresh();
+    const v1 = await SqlStore.open(await openDb(options), MIGRATIONS.slice(0, 1));
+    await v1.db.exec(`
+      INSERT INTO settings (key, value) VALUES ('server_params', '{"temperature": 0.5}'), ('default_model', '"old-model"');
+      INSERT INTO messages (id, session_id, role, content) VALUES ('m-1', 's', 'user', 'saved before keys');
+      INSERT INTO documents (id, content, source) VALUES ('d-1', 'old document', 'document');
+      INSERT INTO chunks (document_id, ordinal, content) VALUES ('d-1', 0, 'old chunk');
+    `);
+    await v1.close();
+    const migrated = await open(options);
+    try {
+      assert.equal(await migrated.getSetting(OWNER, 'default_model'), 'old-model');
+      assert.equal(await migrated.getSetting('*', 'server_params'), { temperature: 0.5 });
+      assert.is(await migrated.getSetting(OWNER, 'server_params'), undefined);
+      assert.equal((await migrated.chatHistory(OWNER, { limit: 5 })).map((m) => m.content), ['saved before keys']);
+      assert.equal((await migrated.listDocuments(OWNER, { limit: 5, offset: 0 })).documents.map((d) => [d.id, d.chunks]), [['d-1', 1]]);
+      assert.equal((await migrated.chunksSince(0, 'm1', 5)).map((c) => [c.owner, c.content]), [[OWNER, 'old chunk']]);
+      assert.is(await migrated.deleteDocuments(OWNER, ['d-1']), 1);
+      assert.equal(await migrated.chunksSince(0, 'm1', 5), [], 'the chunk still goes with its document');
+    } finally {
+      await migrated.close();
+    }
   });
 
   if (backend.kind === 'embedded') {
@@ -360,16 +420,16 @@ function defineSuite(backend: Backend) {
       const script = `
         import { openStore } from ${JSON.stringify(new URL('../src/store/index.ts', import.meta.url).href)};
         const store = await openStore({ dataDir: ${JSON.stringify(dataDir)} });
-        await store.saveMessage({ session_id: 'killed', role: 'user', content: 'committed before the kill' });
-        await store.addDocuments([{ id: 'killed', content: 'x', metadata: {}, source: 'document', chunks: [{ content: 'x', vectors: [] }] }]);
+        await store.saveMessage('anonymous', { session_id: 'killed', role: 'user', content: 'committed before the kill' });
+        await store.addDocuments('anonymous', [{ id: 'killed', content: 'x', metadata: {}, source: 'document', chunks: [{ content: 'x', vectors: [] }] }]);
         process.kill(process.pid, 'SIGKILL');
       `;
       const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'inherit', 'inherit'] });
       const signal = await new Promise((resolve) => child.on('exit', (_code, sig) => resolve(sig)));
       assert.is(signal, 'SIGKILL');
       store = await open();
-      assert.equal((await store.chatHistory({ session_id: 'killed', limit: 5 })).map((m) => m.content), ['committed before the kill']);
-      assert.equal((await store.listDocuments({ limit: 5, offset: 0 })).documents.map((d) => d.id), ['killed']);
+      assert.equal((await store.chatHistory(OWNER, { session_id: 'killed', limit: 5 })).map((m) => m.content), ['committed before the kill']);
+      assert.equal((await store.listDocuments(OWNER, { limit: 5, offset: 0 })).documents.map((d) => d.id), ['killed']);
     });
   }
 
@@ -377,22 +437,22 @@ function defineSuite(backend: Backend) {
     test('PostgreSQL: two stores on one database see each other\'s writes (several instances)', async () => {
       const other = await open();
       try {
-        await store.addDocuments([doc('from-a', 1)]);
-        await other.saveMessage({ session_id: 'shared', role: 'user', content: 'from b' });
-        await other.setSetting('shared', { by: 'b' });
+        await store.addDocuments(OWNER, [doc('from-a', 1)]);
+        await other.saveMessage(OWNER, { session_id: 'shared', role: 'user', content: 'from b' });
+        await other.setSetting(OWNER, 'shared', { by: 'b' });
         assert.equal((await other.chunksSince(0, 'm1', 10)).map((c) => c.document_id), ['from-a']);
-        assert.equal((await store.chatHistory({ session_id: 'shared', limit: 5 })).map((m) => m.content), ['from b']);
-        assert.equal(await store.getSetting('shared'), { by: 'b' });
-        await other.deleteDocuments(['from-a']);
+        assert.equal((await store.chatHistory(OWNER, { session_id: 'shared', limit: 5 })).map((m) => m.content), ['from b']);
+        assert.equal(await store.getSetting(OWNER, 'shared'), { by: 'b' });
+        await other.deleteDocuments(OWNER, ['from-a']);
         assert.equal((await store.deletionsSince(0)).map((d) => d.document_id), ['from-a']);
         // Both writing the same ids at once: the write lock serializes them, none fails, and what is left is whole.
         await Promise.all([
-          store.addDocuments([doc('same', 2), doc('same2', 1)]),
-          other.addDocuments([doc('same', 1), doc('same2', 2)]),
-          store.addDocuments([doc('same', 3)]),
-          other.deleteDocuments(['same2']),
+          store.addDocuments(OWNER, [doc('same', 2), doc('same2', 1)]),
+          other.addDocuments(OWNER, [doc('same', 1), doc('same2', 2)]),
+          store.addDocuments(OWNER, [doc('same', 3)]),
+          other.deleteDocuments(OWNER, ['same2']),
         ]);
-        const listed = (await store.listDocuments({ limit: 10, offset: 0 })).documents;
+        const listed = (await store.listDocuments(OWNER, { limit: 10, offset: 0 })).documents;
         const chunks = await other.chunksSince(0, 'm1', 100);
         assert.ok(listed.some((d) => d.id === 'same'));
         for (const d of listed) {
@@ -445,11 +505,11 @@ errors('database failures are internal errors naming the operation, never the SQ
     close: async () => {},
   };
   const store = new SqlStore(failing);
-  const error = await rejects(store.listDocuments({ limit: 1, offset: 0 }), 'internal', /could not list the documents \(SQLSTATE 42P01\)/);
+  const error = await rejects(store.listDocuments(OWNER, { limit: 1, offset: 0 }), 'internal', /could not list the documents \(SQLSTATE 42P01\)/);
   assert.not.match(error.message, /SELECT|secret/);
   assert.ok(error.cause instanceof Error, 'the cause is kept for logs');
   const gone: Db = { ...failing, query: async () => Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })) };
-  await rejects(new SqlStore(gone).getSetting('k'), 'backend_unavailable', /unavailable/);
+  await rejects(new SqlStore(gone).getSetting(OWNER, 'k'), 'backend_unavailable', /unavailable/);
 });
 
 errors('a closed store refuses calls; closing twice is fine', async () => {
@@ -459,7 +519,7 @@ errors('a closed store refuses calls; closing twice is fine', async () => {
   await store.close();
   await store.close();
   assert.is(closes, 1);
-  await rejects(store.getSetting('k'), 'shutting_down', /closed/);
+  await rejects(store.getSetting(OWNER, 'k'), 'shutting_down', /closed/);
 });
 
 // ---- which backends run ----

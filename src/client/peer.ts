@@ -59,7 +59,7 @@ export async function openPeer(
     await pc.setLocalDescription(answer);
     const { candidates } = await signaling.webrtc.answer.mutate({ sessionId, answerSdp: answer.sdp ?? '' });
     for (const candidate of candidates) pc.addIceCandidate(candidate).catch(() => {});
-    if (options.followEvents) followServer(signaling, sessionId, pc, subscription.signal, options.onSuspended);
+    if (options.followEvents) followServer(signaling, { sessionId, ticket: offer.eventsTicket }, pc, subscription.signal, options.onSuspended);
     return {
       sessionId,
       resumeToken: offer.resumeToken,
@@ -94,17 +94,18 @@ function serverChannel(pc: RTCPeerConnection, timeoutMs: number): Promise<RTCDat
 
 /**
  * Follows `webrtc.events`: adds the server's late (trickled) candidates, and passes on a suspension. A resume gives
- * the session a fresh event log, so what this peer hears is about this peer.
+ * the session a fresh event log, so what this peer hears is about this peer. The session's ticket stands in for the
+ * API key, which an EventSource could only put in its URL.
  */
 function followServer(
   signaling: SignalingClient,
-  sessionId: string,
+  session: { sessionId: string; ticket: string },
   pc: RTCPeerConnection,
   signal: AbortSignal,
   onSuspended: PeerOptions['onSuspended'],
 ) {
   const subscription = signaling.webrtc.events.subscribe(
-    { sessionId },
+    session,
     {
       onData: ({ data }) => {
         if (data.kind === 'candidate' && data.candidate) pc.addIceCandidate(data.candidate).catch(() => {});

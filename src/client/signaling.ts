@@ -7,8 +7,7 @@ export interface SignalingOptions {
   url: string;
   /**
    * Extra headers for every signaling call, e.g. `{ authorization: 'Bearer <key>' }` for a server with API keys.
-   * EventSource cannot send headers, so an `authorization` here goes to the `webrtc.events` subscription as
-   * tRPC connectionParams (in its URL) instead.
+   * EventSource cannot send headers: the `webrtc.events` subscription shows the session's ticket instead.
    */
   headers?: () => Record<string, string>;
   /** For `webrtc.events`; the global one where it exists (browsers). Without one, server candidates come inline. */
@@ -27,18 +26,12 @@ export function createSignalingClient(options: SignalingOptions): SignalingClien
     ? [
         splitLink({
           condition: (op) => op.type === 'subscription',
-          true: httpSubscriptionLink({ url, transformer: superjson, EventSource: EventSourceImpl, connectionParams: () => authorizationOf(headers()) }),
+          true: httpSubscriptionLink({ url, transformer: superjson, EventSource: EventSourceImpl }),
           false: http,
         }),
       ]
     : [http];
   return createTRPCClient<AppRouter>({ links });
-}
-
-/** The `authorization` header, whatever its case, as connectionParams; null when there is none. */
-function authorizationOf(headers: Record<string, string>): { authorization: string } | null {
-  const entry = Object.entries(headers).find(([name]) => name.toLowerCase() === 'authorization');
-  return entry ? { authorization: entry[1] } : null;
 }
 
 export function hasEventSource(options: SignalingOptions): boolean {

@@ -1,6 +1,6 @@
 import type { Handlers } from '../dispatch.ts';
 import type { ServerParams } from '../protocol/requests/system.ts';
-import type { Settings } from './settings.ts';
+import { SHARED, type Settings } from './settings.ts';
 
 /** The server-wide generation parameters, read by `get_params` and by the inference engine as defaults. */
 export interface ParamsStore {
@@ -12,12 +12,12 @@ const KEY = 'server_params';
 
 export function paramsStore(settings: Settings): ParamsStore {
   return {
-    get: async () => (await settings.getSetting<ServerParams>(KEY)) ?? {},
-    set: (params) => settings.setSetting(KEY, params),
+    get: async () => (await settings.getSetting<ServerParams>(SHARED, KEY)) ?? {},
+    set: (params) => settings.setSetting(SHARED, KEY, params),
   };
 }
 
-/** Shared by all sessions; writes are serialized so concurrent merges never lose a field. */
+/** Shared by every caller (only an admin may set them); writes are serialized so concurrent merges never lose a field. */
 export function paramsHandlers(store: ParamsStore): Pick<Handlers, 'get_params' | 'set_params'> {
   let writes = Promise.resolve();
   return {

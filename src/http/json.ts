@@ -10,6 +10,7 @@ export function json(body: unknown, status = 200, headers?: HeadersInit): Respon
 export function errorResponse(error: unknown): Response {
   const appError = toAppError(error);
   if (appError.code === 'internal') log.error('request failed', { cause: appError.cause });
+  else if (appError.code === 'cancelled') log.debug(appError.message);
   const retryAfterMs = (appError.details as { retry_after_ms?: unknown } | undefined)?.retry_after_ms;
   const headers = typeof retryAfterMs === 'number' ? { 'retry-after': String(Math.ceil(retryAfterMs / 1000)) } : undefined;
   return json({ error: appError.toJSON() }, appError.status, headers);
@@ -20,7 +21,12 @@ export function errorResponse(error: unknown): Response {
  * so browsers send `text/plain`. An empty body is `{}`. Bodies over `maxBytes` are refused unread.
  */
 export async function readJsonBody(request: Request, maxBytes: number): Promise<Record<string, unknown>> {
-  const text = await limitBody(request, maxBytes, () => tooLarge(maxBytes)).text();
+  const text = await limitBody(request, maxBytes, () => tooLarge(maxBytes))
+    .text()
+    .catch((error: unknown) => {
+      if (error instanceof AppError) throw error;
+      throw new AppError('cancelled', 'The client went away before its body arrived', { cause: error });
+    });
   if (text.trim() === '') return {};
   let body: unknown;
   try {

@@ -8,6 +8,7 @@ import type { Config } from '../config.ts';
 import { Caller } from '../dispatch.ts';
 import { AppError } from '../errors.ts';
 import { log } from '../log.ts';
+import { ANONYMOUS_IDENTITY } from '../security/auth.ts';
 import { MessageRate } from '../security/rate-limit.ts';
 import { decodeRequestObject, errorFrame, requestIdOf, undeliverable, type ErrorFrame } from '../protocol/frames.ts';
 import { shutdownNotice } from '../protocol/events.ts';
@@ -41,7 +42,7 @@ type RawWrite = (bytes: Uint8Array, done: () => void) => void;
  */
 export function runNativeHost({ config, app, close, args = [] }: NativeHostOptions): Promise<number> {
   const out = frameWriter(claimStdout(), app);
-  const caller = new Caller('native', config.maxInFlightPerSession);
+  const caller = new Caller('native', ANONYMOUS_IDENTITY, config.maxInFlightPerSession);
   const reader = new NativeMessageReader(Math.min(config.maxMessageBytes, MAX_BROWSER_MESSAGE_BYTES));
   const messageRate = new MessageRate(config);
 

@@ -31,6 +31,11 @@ export interface RequestSpec<I extends z.ZodType = z.ZodType, O extends z.ZodTyp
   kind: 'query' | 'mutation';
   /** Sends `chunk` frames before its final answer when asked to stream. */
   streams?: boolean;
+  /**
+   * Changes what every caller shares (the server params, the models in memory or on disk): with API keys on, only
+   * an admin key may call it; others get `forbidden`.
+   */
+  adminOnly?: boolean;
   /** Still answered while the server shuts down (others get `shutting_down`), so callers can watch it stop. */
   answersDuringShutdown?: boolean;
   engine: Engine;

@@ -17,5 +17,6 @@ export const offerInput = z
 export const answerInput = z.object({ sessionId, answerSdp: sdp });
 export const iceInput = z.object({ sessionId, candidate: candidateInput });
 export const sessionInput = z.object({ sessionId });
-export const eventsInput = z.object({ sessionId, lastEventId: z.string().max(32).nullish() });
+/** `ticket`: the offer's `eventsTicket`, which stands in for the API key (an EventSource cannot send headers). */
+export const eventsInput = z.object({ sessionId, ticket: z.string().min(1).max(64).optional(), lastEventId: z.string().max(32).nullish() });
 export const iceServersInput = z.object({ clientId: z.string().min(1).max(256).optional() }).default({});

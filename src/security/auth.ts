@@ -1,21 +1,39 @@
 /**
  * API-key authentication: `Authorization: Bearer <key>` checked against the configured keys. With no keys
- * configured nothing is checked and every caller is the same anonymous identity. An identity is a short key id
- * (never the key): sessions record it as their owner, logs may show it.
+ * configured nothing is checked and every caller is the same anonymous identity. An identity is named by a short
+ * key id (never the key): sessions and stored data record it as their owner, logs may show it.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { AppError } from '../errors.ts';
 
-/** Everyone's identity when no keys are configured. */
+/** Who is calling. */
+export interface Identity {
+  /** The key's id, or `ANONYMOUS`: the owner of the sessions it opens and of the data it stores. */
+  readonly id: string;
+  /** May change what every caller shares (server params, models): an admin key, or anyone when keys are off. */
+  readonly admin: boolean;
+}
+
+/** The id of everyone when no keys are configured (and of every row stored before keys were). */
 export const ANONYMOUS = 'anonymous';
+/**
+ * Everyone, when no keys are configured; also the native messaging host, which only the extensions in its
+ * manifest's `allowed_origins` can start.
+ */
+export const ANONYMOUS_IDENTITY: Identity = Object.freeze({ id: ANONYMOUS, admin: true });
 /** Shorter keys are refused at startup: a key is a password nobody types, so it can be long. */
 export const MIN_KEY_LENGTH = 16;
 
 export class ApiKeys {
-  readonly #keys: { digest: Buffer; id: string }[];
+  readonly #keys: { digest: Buffer; identity: Identity }[];
 
-  constructor(keys: readonly string[]) {
-    this.#keys = keys.map((key) => ({ digest: sha256(key), id: keyId(key) }));
+  /** `adminKeys` are keys too: they need not be repeated in `keys`. */
+  constructor(keys: readonly string[], adminKeys: readonly string[] = []) {
+    const admin = new Set(adminKeys);
+    this.#keys = [...new Set([...keys, ...adminKeys])].map((key) => ({
+      digest: sha256(key),
+      identity: Object.freeze({ id: keyId(key), admin: admin.has(key) }),
+    }));
   }
 
   /** Whether requests must carry a key. */
@@ -24,28 +42,33 @@ export class ApiKeys {
   }
 
   /**
-   * The caller's identity from an `Authorization` value (a header, or the same text in tRPC connectionParams).
+   * The caller's identity from an `Authorization` header (or the same text in a WebSocket subprotocol).
    * Throws `unauthorized` when keys are required and it is missing or matches none.
    */
-  authenticate(authorization: string | null | undefined): string {
-    if (!this.required) return ANONYMOUS;
+  authenticate(authorization: string | null | undefined): Identity {
+    if (!this.required) return ANONYMOUS_IDENTITY;
     const presented = bearerToken(authorization);
     if (presented === undefined) throw new AppError('unauthorized', 'Missing API key: send Authorization: Bearer <key>');
-    const id = this.match(presented);
-    if (id === undefined) throw new AppError('unauthorized', 'Invalid API key');
-    return id;
+    const identity = this.match(presented);
+    if (identity === undefined) throw new AppError('unauthorized', 'Invalid API key');
+    return identity;
   }
 
   /**
-   * The id of the key `presented` equals, if any. Compares fixed-length digests in constant time and checks every
-   * key, so neither the length of a key nor which one matched shows in the timing.
+   * The identity of the key `presented` equals, if any. Compares fixed-length digests in constant time and checks
+   * every key, so neither the length of a key nor which one matched shows in the timing.
    */
-  match(presented: string): string | undefined {
+  match(presented: string): Identity | undefined {
     const digest = sha256(presented);
-    let found: string | undefined;
-    for (const key of this.#keys) if (timingSafeEqual(digest, key.digest)) found = key.id;
+    let found: Identity | undefined;
+    for (const key of this.#keys) if (timingSafeEqual(digest, key.digest)) found = key.identity;
     return found;
   }
+}
+
+/** Whether two secrets (tokens, tickets) are equal, in time that depends on neither. */
+export function sameSecret(a: string, b: string): boolean {
+  return timingSafeEqual(sha256(a), sha256(b));
 }
 
 /** A key's public name: the first 16 hex digits of its SHA-256 (64 bits: distinct keys do not share one). */

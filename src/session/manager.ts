@@ -3,7 +3,7 @@ import type { Config } from '../config.ts';
 import type { Dispatcher } from '../dispatch.ts';
 import { shutdownNotice } from '../protocol/events.ts';
 import { AppError } from '../errors.ts';
-import { ANONYMOUS } from '../security/auth.ts';
+import { ANONYMOUS_IDENTITY, sameSecret, type Identity } from '../security/auth.ts';
 import { MessageRate, type SessionRate } from '../security/rate-limit.ts';
 import { log, redact } from '../log.ts';
 import { iceServersFor } from '../peer/ice-servers.ts';
@@ -59,7 +59,7 @@ export class SessionManager {
   }
 
   /** Creates a session and its offer. The slot is taken before any await, so limits hold under concurrency. */
-  async create(options: { clientId?: string; ip: string; trickle?: boolean; owner?: string }): Promise<{ session: Session; offerSdp: string }> {
+  async create(options: { clientId?: string; ip: string; trickle?: boolean; identity?: Identity }): Promise<{ session: Session; offerSdp: string }> {
     if (!this.accepting) throw new AppError('shutting_down', 'Server is shutting down; try again shortly');
     this.deps.sessionRate.admit(options.ip);
     if (this.sessions.size >= this.config.maxSessions && !this.evictSuspended(() => true)) {
@@ -76,7 +76,7 @@ export class SessionManager {
         id,
         clientId: options.clientId ?? id,
         ip: options.ip,
-        owner: options.owner ?? ANONYMOUS,
+        identity: options.identity ?? ANONYMOUS_IDENTITY,
         maxInFlight: this.config.maxInFlightPerSession,
         resumeGraceMs: this.config.resumeGraceMs,
         resumeBufferBytes: this.config.resumeBufferBytes,
@@ -180,6 +180,13 @@ export class SessionManager {
   get(id: string, owner?: string): Session {
     const session = this.sessions.get(id);
     if (!session || !ownedBy(session, owner)) throw notFound();
+    return session;
+  }
+
+  /** The session `id` names, for whoever holds its events ticket; a wrong ticket is as absent as a wrong id. */
+  withEventsTicket(id: string, ticket: string): Session {
+    const session = this.sessions.get(id);
+    if (!session || !sameSecret(ticket, session.eventsTicket)) throw notFound();
     return session;
   }
 

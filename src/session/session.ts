@@ -4,6 +4,7 @@ import { AppError } from '../errors.ts';
 import { log, redact } from '../log.ts';
 import type { ReassemblyBudget } from '../protocol/framing.ts';
 import type { ChannelLink } from '../protocol/link.ts';
+import type { Identity } from '../security/auth.ts';
 import type { MessageRate } from '../security/rate-limit.ts';
 import { EventLog } from './events.ts';
 import { Outbox } from './outbox.ts';
@@ -37,8 +38,8 @@ export interface SessionOptions {
   id: string;
   clientId: string;
   ip: string;
-  /** The identity (API key id) that created it: only it may signal on it or resume it. */
-  owner: string;
+  /** The identity that created it: only it may signal on it or resume it, and its requests act as it. */
+  identity: Identity;
   maxInFlight: number;
   /** How long a session whose peer is gone waits to be resumed; 0 closes it at once. */
   resumeGraceMs: number;
@@ -61,9 +62,15 @@ export class Session {
   readonly id: string;
   readonly clientId: string;
   readonly ip: string;
+  /** The id of the identity that created it. */
   readonly owner: string;
   /** A secret for `webrtc.offer({ resumeToken })`: whoever holds it may give this session a new peer. */
   readonly resumeToken = randomBytes(24).toString('base64url');
+  /**
+   * A secret that lets its holder follow this session's `webrtc.events` and nothing else: an EventSource cannot send
+   * the API key in a header, and a key must never sit in a URL. It ends with the session.
+   */
+  readonly eventsTicket = randomBytes(18).toString('base64url');
   readonly caller: Caller;
   /** Spent by every message from the client; empty means `rate_limited` (the channel stays open). */
   readonly messageRate: MessageRate;
@@ -95,8 +102,8 @@ export class Session {
     this.id = options.id;
     this.clientId = options.clientId;
     this.ip = options.ip;
-    this.owner = options.owner;
-    this.caller = new Caller(options.id, options.maxInFlight);
+    this.owner = options.identity.id;
+    this.caller = new Caller(options.id, options.identity, options.maxInFlight);
     this.messageRate = options.messageRate;
     this.reassembly = options.reassembly;
     this.outbox = new Outbox<ChannelLink>(deliverIgnoringClosed(options.id), {

@@ -75,6 +75,46 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'stored data belongs to an owner',
+    // The owner is an API key's id, or 'anonymous' without keys: every row written so far is the anonymous one's.
+    // Settings every caller shares (the server params) belong to '*'. Documents are keyed per owner, so two keys
+    // may use the same document id; chunks and deletions carry the owner to reach their document.
+    sql: `
+      ALTER TABLE settings ADD COLUMN owner text NOT NULL DEFAULT 'anonymous';
+      UPDATE settings SET owner = '*' WHERE key = 'server_params';
+      ALTER TABLE settings DROP CONSTRAINT settings_pkey;
+      ALTER TABLE settings ADD PRIMARY KEY (owner, key);
+
+      ALTER TABLE messages ADD COLUMN owner text NOT NULL DEFAULT 'anonymous';
+      DROP INDEX messages_session_seq;
+      CREATE INDEX messages_owner_session_seq ON messages (owner, session_id, seq);
+      CREATE INDEX messages_owner_seq ON messages (owner, seq);
+
+      ALTER TABLE chunks DROP CONSTRAINT chunks_document_id_fkey;
+      ALTER TABLE documents ADD COLUMN owner text NOT NULL DEFAULT 'anonymous';
+      ALTER TABLE documents DROP CONSTRAINT documents_pkey;
+      ALTER TABLE documents ADD PRIMARY KEY (owner, id);
+      DROP INDEX documents_source_seq;
+      CREATE INDEX documents_owner_source_seq ON documents (owner, source, seq);
+      CREATE INDEX documents_owner_seq ON documents (owner, seq);
+
+      ALTER TABLE chunks ADD COLUMN owner text NOT NULL DEFAULT 'anonymous';
+      DROP INDEX chunks_document_id;
+      CREATE INDEX chunks_owner_document_id ON chunks (owner, document_id, id);
+      ALTER TABLE chunks ADD FOREIGN KEY (owner, document_id) REFERENCES documents (owner, id) ON DELETE CASCADE;
+
+      ALTER TABLE deletions ADD COLUMN owner text NOT NULL DEFAULT 'anonymous';
+
+      -- From now on every write names its owner.
+      ALTER TABLE settings ALTER COLUMN owner DROP DEFAULT;
+      ALTER TABLE messages ALTER COLUMN owner DROP DEFAULT;
+      ALTER TABLE documents ALTER COLUMN owner DROP DEFAULT;
+      ALTER TABLE chunks ALTER COLUMN owner DROP DEFAULT;
+      ALTER TABLE deletions ALTER COLUMN owner DROP DEFAULT;
+    `,
+  },
 ];
 
 /** `pg_advisory_xact_lock` key for migrations (ASCII "tabmigr" as an integer). */

@@ -90,32 +90,37 @@ export class SqlStore implements Store {
 
   // ---- settings ----
 
-  async getSetting<T>(key: string): Promise<T | undefined> {
+  async getSetting<T>(owner: string, key: string): Promise<T | undefined> {
+    checkId(owner, 'owner');
     checkId(key, 'setting key');
-    const rows = await this.#run('read a setting', (db) => db.query<{ value: T }>('SELECT value FROM settings WHERE key = $1', [key]));
+    const rows = await this.#run('read a setting', (db) =>
+      db.query<{ value: T }>('SELECT value FROM settings WHERE owner = $1 AND key = $2', [owner, key]),
+    );
     return rows.length ? rows[0].value : undefined;
   }
 
   /** Stores any JSON value; `undefined` removes the setting. */
-  async setSetting(key: string, value: unknown): Promise<void> {
+  async setSetting(owner: string, key: string, value: unknown): Promise<void> {
+    checkId(owner, 'owner');
     checkId(key, 'setting key');
     if (value === undefined) {
-      await this.#run('remove a setting', (db) => db.query('DELETE FROM settings WHERE key = $1', [key]));
+      await this.#run('remove a setting', (db) => db.query('DELETE FROM settings WHERE owner = $1 AND key = $2', [owner, key]));
       return;
     }
     const json = jsonText(value, 'setting value');
     await this.#run('write a setting', (db) =>
       db.query(
-        `INSERT INTO settings (key, value) VALUES ($1, $2::text::jsonb)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()`,
-        [key, json],
+        `INSERT INTO settings (owner, key, value) VALUES ($1, $2, $3::text::jsonb)
+         ON CONFLICT (owner, key) DO UPDATE SET value = excluded.value, updated_at = now()`,
+        [owner, key, json],
       ),
     );
   }
 
   // ---- chat history ----
 
-  async saveMessage(message: { session_id: string; role: string; content: string; metadata?: Metadata }): Promise<StoredMessage> {
+  async saveMessage(owner: string, message: { session_id: string; role: string; content: string; metadata?: Metadata }): Promise<StoredMessage> {
+    checkId(owner, 'owner');
     if (!isObject(message)) throw invalid('message must be an object');
     const session_id = checkId(message.session_id, 'session_id');
     const role = checkId(message.role, 'role');
@@ -125,9 +130,9 @@ export class SqlStore implements Store {
     const id = randomUUID();
     const rows = await this.#run('save a message', (db) =>
       db.query<{ created_at: string }>(
-        `INSERT INTO messages (id, session_id, role, content, metadata) VALUES ($1, $2, $3, $4, $5::text::jsonb)
+        `INSERT INTO messages (owner, id, session_id, role, content, metadata) VALUES ($1, $2, $3, $4, $5, $6::text::jsonb)
          RETURNING ${iso('created_at')} AS created_at`,
-        [id, session_id, role, content, metadata ?? null],
+        [owner, id, session_id, role, content, metadata ?? null],
       ),
     );
     const saved: StoredMessage = { id, session_id, role, content, created_at: rows[0].created_at };
@@ -135,7 +140,8 @@ export class SqlStore implements Store {
     return saved;
   }
 
-  async chatHistory(options: { session_id?: string; limit: number }): Promise<StoredMessage[]> {
+  async chatHistory(owner: string, options: { session_id?: string; limit: number }): Promise<StoredMessage[]> {
+    checkId(owner, 'owner');
     if (!isObject(options)) throw invalid('options must be an object');
     const limit = checkCount(options.limit, 'limit');
     const session = options.session_id === undefined ? undefined : checkId(options.session_id, 'session_id');
@@ -143,10 +149,13 @@ export class SqlStore implements Store {
     const columns = `id, session_id, role, content, metadata, ${iso('created_at')} AS created_at`;
     const rows = await this.#run('read the chat history', (db) =>
       session === undefined
-        ? db.query<MessageRow>(`SELECT ${columns} FROM (SELECT * FROM messages ORDER BY seq DESC LIMIT $1) m ORDER BY seq`, [limit])
+        ? db.query<MessageRow>(
+            `SELECT ${columns} FROM (SELECT * FROM messages WHERE owner = $1 ORDER BY seq DESC LIMIT $2) m ORDER BY seq`,
+            [owner, limit],
+          )
         : db.query<MessageRow>(
-            `SELECT ${columns} FROM (SELECT * FROM messages WHERE session_id = $1 ORDER BY seq DESC LIMIT $2) m ORDER BY seq`,
-            [session, limit],
+            `SELECT ${columns} FROM (SELECT * FROM messages WHERE owner = $1 AND session_id = $2 ORDER BY seq DESC LIMIT $3) m ORDER BY seq`,
+            [owner, session, limit],
           ),
     );
     return rows.map((row) => {
@@ -158,7 +167,8 @@ export class SqlStore implements Store {
 
   // ---- documents ----
 
-  async addDocuments(documents: DocumentWrite[]): Promise<void> {
+  async addDocuments(owner: string, documents: DocumentWrite[]): Promise<void> {
+    checkId(owner, 'owner');
     if (!Array.isArray(documents)) throw invalid('documents must be an array');
     if (!documents.length) return;
     const batches = encodeDocuments(documents);
@@ -166,47 +176,52 @@ export class SqlStore implements Store {
     await this.#run('store the documents', (db) =>
       db.transaction(async (tx) => {
         await tx.query(`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
-        await logAndDelete(tx, ids);
+        await logAndDelete(tx, owner, ids);
         for (const batch of batches) {
           await tx.query(
-            `INSERT INTO documents (id, content, metadata, source)
-             SELECT x.id, x.content, x.metadata, x.source
+            `INSERT INTO documents (owner, id, content, metadata, source)
+             SELECT $2, x.id, x.content, x.metadata, x.source
              FROM json_to_recordset($1::text::json) AS x(i int, id text, content text, metadata jsonb, source text)
              ORDER BY x.i`,
-            [batch.documents],
+            [batch.documents, owner],
           );
           if (batch.chunkCount === 0) continue;
           await tx.query(
             `WITH c AS (
-               INSERT INTO chunks (document_id, ordinal, content)
-               SELECT x.d, x.o, x.c FROM json_to_recordset($1::text::json) AS x(k int, d text, o int, c text) ORDER BY x.k
+               INSERT INTO chunks (owner, document_id, ordinal, content)
+               SELECT $3, x.d, x.o, x.c FROM json_to_recordset($1::text::json) AS x(k int, d text, o int, c text) ORDER BY x.k
                RETURNING id, document_id, ordinal
              )
              INSERT INTO vectors (chunk_id, model, vector)
              SELECT c.id, v.m, decode(v.v, 'base64')
              FROM json_to_recordset($2::text::json) AS v(d text, o int, m text, v text)
              JOIN c ON c.document_id = v.d AND c.ordinal = v.o`,
-            [batch.chunks, batch.vectors],
+            [batch.chunks, batch.vectors, owner],
           );
         }
       }),
     );
   }
 
-  async deleteDocuments(ids: string[]): Promise<number> {
+  async deleteDocuments(owner: string, ids: string[]): Promise<number> {
+    checkId(owner, 'owner');
     if (!Array.isArray(ids)) throw invalid('ids must be an array');
     const unique = [...new Set(ids.map((id) => checkId(id, 'document id')))];
     if (!unique.length) return 0;
     return this.#run('delete the documents', (db) =>
       db.transaction(async (tx) => {
         await tx.query(`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
-        return logAndDelete(tx, unique);
+        return logAndDelete(tx, owner, unique);
       }),
     );
   }
 
   /** Newest first (the order they were stored in; a replaced document counts as new). */
-  async listDocuments(options: { limit: number; offset: number; source?: DocumentSource }): Promise<{ documents: StoredDocument[]; total: number }> {
+  async listDocuments(
+    owner: string,
+    options: { limit: number; offset: number; source?: DocumentSource },
+  ): Promise<{ documents: StoredDocument[]; total: number }> {
+    checkId(owner, 'owner');
     if (!isObject(options)) throw invalid('options must be an object');
     const limit = checkCount(options.limit, 'limit');
     const offset = checkCount(options.offset ?? 0, 'offset');
@@ -217,12 +232,15 @@ export class SqlStore implements Store {
           ? Promise.resolve([] as DocumentRow[])
           : db.query<DocumentRow>(
               `SELECT d.id, d.content, d.metadata, d.source, ${iso('d.created_at')} AS created_at,
-                      (SELECT count(*) FROM chunks c WHERE c.document_id = d.id)::int AS chunks
-               FROM documents d WHERE $1::text IS NULL OR d.source = $1::text
+                      (SELECT count(*) FROM chunks c WHERE c.owner = d.owner AND c.document_id = d.id)::int AS chunks
+               FROM documents d WHERE d.owner = $4 AND ($1::text IS NULL OR d.source = $1::text)
                ORDER BY d.seq DESC LIMIT $2 OFFSET $3`,
-              [source, limit, offset],
+              [source, limit, offset, owner],
             ),
-        db.query<{ total: number | string }>('SELECT count(*) AS total FROM documents WHERE $1::text IS NULL OR source = $1::text', [source]),
+        db.query<{ total: number | string }>(
+          'SELECT count(*) AS total FROM documents WHERE owner = $2 AND ($1::text IS NULL OR source = $1::text)',
+          [source, owner],
+        ),
       ]);
       return {
         documents: rows.map((row) => ({ ...row, chunks: Number(row.chunks) })),
@@ -240,9 +258,9 @@ export class SqlStore implements Store {
     if (count === 0) return [];
     const rows = await this.#run('read chunks', (db) =>
       db.query<ChunkRow>(
-        `SELECT c.id, c.document_id, c.ordinal, c.content, d.metadata, d.source, encode(v.vector, 'base64') AS vector
+        `SELECT c.id, c.owner, c.document_id, c.ordinal, c.content, d.metadata, d.source, encode(v.vector, 'base64') AS vector
          FROM chunks c
-         JOIN documents d ON d.id = c.document_id
+         JOIN documents d ON d.owner = c.owner AND d.id = c.document_id
          LEFT JOIN vectors v ON v.chunk_id = c.id AND v.model = $2
          WHERE c.id > $1::bigint
          ORDER BY c.id
@@ -253,6 +271,7 @@ export class SqlStore implements Store {
     return rows.map((row) => {
       const chunk: StoredChunk = {
         id: Number(row.id),
+        owner: row.owner,
         document_id: row.document_id,
         ordinal: row.ordinal,
         content: row.content,
@@ -267,12 +286,17 @@ export class SqlStore implements Store {
   async deletionsSince(afterSeq: number): Promise<Deletion[]> {
     const after = checkCursor(afterSeq, 'afterSeq');
     const rows = await this.#run('read deletions', (db) =>
-      db.query<{ seq: number | string; document_id: string; up_to_chunk_id: number | string }>(
-        'SELECT seq, document_id, up_to_chunk_id FROM deletions WHERE seq > $1::bigint ORDER BY seq',
+      db.query<{ seq: number | string; owner: string; document_id: string; up_to_chunk_id: number | string }>(
+        'SELECT seq, owner, document_id, up_to_chunk_id FROM deletions WHERE seq > $1::bigint ORDER BY seq',
         [after],
       ),
     );
-    return rows.map((row) => ({ seq: Number(row.seq), document_id: row.document_id, up_to_chunk_id: Number(row.up_to_chunk_id) }));
+    return rows.map((row) => ({
+      seq: Number(row.seq),
+      owner: row.owner,
+      document_id: row.document_id,
+      up_to_chunk_id: Number(row.up_to_chunk_id),
+    }));
   }
 
   /** Stores (or overwrites) vectors; those of chunks that no longer exist are skipped. */
@@ -346,6 +370,7 @@ type DocumentRow = StoredDocument;
 
 interface ChunkRow {
   id: number | string;
+  owner: string;
   document_id: string;
   ordinal: number;
   content: string;
@@ -357,19 +382,22 @@ interface ChunkRow {
 
 // ---- writes ----
 
-/** Logs a deletion (with the highest chunk id) for each existing document of `ids`, then deletes them. */
-async function logAndDelete(tx: Queryable, ids: string[]): Promise<number> {
+/** Logs a deletion (with the highest chunk id) for each existing document of the owner's `ids`, then deletes them. */
+async function logAndDelete(tx: Queryable, owner: string, ids: string[]): Promise<number> {
   const logged = await tx.query<{ document_id: string }>(
-    `INSERT INTO deletions (document_id, up_to_chunk_id)
-     SELECT d.id, COALESCE(m.up_to, 0)
+    `INSERT INTO deletions (owner, document_id, up_to_chunk_id)
+     SELECT d.owner, d.id, COALESCE(m.up_to, 0)
      FROM documents d
-     LEFT JOIN (SELECT document_id, max(id) AS up_to FROM chunks WHERE document_id = ANY($1::text[]) GROUP BY document_id) m
-       ON m.document_id = d.id
-     WHERE d.id = ANY($1::text[])
+     LEFT JOIN (
+       SELECT document_id, max(id) AS up_to FROM chunks WHERE owner = $2 AND document_id = ANY($1::text[]) GROUP BY document_id
+     ) m ON m.document_id = d.id
+     WHERE d.owner = $2 AND d.id = ANY($1::text[])
      ORDER BY d.seq
      RETURNING document_id`,
-    [ids],
+    [ids, owner],
   );
-  if (logged.length) await tx.query('DELETE FROM documents WHERE id = ANY($1::text[])', [logged.map((row) => row.document_id)]);
+  if (logged.length) {
+    await tx.query('DELETE FROM documents WHERE owner = $2 AND id = ANY($1::text[])', [logged.map((row) => row.document_id), owner]);
+  }
   return logged.length;
 }

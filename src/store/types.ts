@@ -3,6 +3,9 @@
  * embedding vectors). One interface, two backends speaking the same SQL: an embedded PostgreSQL (PGlite, files in
  * the data directory; the default) and a PostgreSQL server (`DATABASE_URL`), which several instances can share.
  * Every write is committed when its promise resolves.
+ *
+ * Everything stored belongs to an `owner` (an API key's id, `anonymous` without keys; `*` for the settings every
+ * caller shares), and every read and write names one: no call reaches another owner's rows.
  */
 export type Metadata = Record<string, unknown>;
 
@@ -39,6 +42,7 @@ export interface DocumentWrite {
 /** A chunk as the search index loads it: ids grow with every insert, so `chunksSince` can follow new ones. */
 export interface StoredChunk {
   id: number;
+  owner: string;
   document_id: string;
   ordinal: number;
   content: string;
@@ -52,6 +56,7 @@ export interface StoredChunk {
 /** A document's chunks were removed: every chunk of `document_id` with an id up to `up_to_chunk_id` is gone. */
 export interface Deletion {
   seq: number;
+  owner: string;
   document_id: string;
   up_to_chunk_id: number;
 }
@@ -59,20 +64,26 @@ export interface Deletion {
 export interface Store {
   readonly kind: 'embedded' | 'postgres';
 
-  getSetting<T>(key: string): Promise<T | undefined>;
-  setSetting(key: string, value: unknown): Promise<void>;
+  getSetting<T>(owner: string, key: string): Promise<T | undefined>;
+  setSetting(owner: string, key: string, value: unknown): Promise<void>;
 
-  saveMessage(message: { session_id: string; role: string; content: string; metadata?: Metadata }): Promise<StoredMessage>;
-  /** Newest last; at most `limit` (the newest ones), of one session or of all. */
-  chatHistory(options: { session_id?: string; limit: number }): Promise<StoredMessage[]>;
+  saveMessage(owner: string, message: { session_id: string; role: string; content: string; metadata?: Metadata }): Promise<StoredMessage>;
+  /** Newest last; at most `limit` (the newest ones), of one session or of all the owner's. */
+  chatHistory(owner: string, options: { session_id?: string; limit: number }): Promise<StoredMessage[]>;
 
-  /** Inserts documents; one with an existing id replaces it (the old chunks are deleted and logged). */
-  addDocuments(documents: DocumentWrite[]): Promise<void>;
-  /** Deletes documents by id; returns how many existed. */
-  deleteDocuments(ids: string[]): Promise<number>;
-  listDocuments(options: { limit: number; offset: number; source?: DocumentSource }): Promise<{ documents: StoredDocument[]; total: number }>;
+  /** Inserts documents; one with an id the owner already has replaces it (the old chunks are deleted and logged). */
+  addDocuments(owner: string, documents: DocumentWrite[]): Promise<void>;
+  /** Deletes the owner's documents by id; returns how many existed. */
+  deleteDocuments(owner: string, ids: string[]): Promise<number>;
+  listDocuments(
+    owner: string,
+    options: { limit: number; offset: number; source?: DocumentSource },
+  ): Promise<{ documents: StoredDocument[]; total: number }>;
 
-  /** Chunks with an id above `afterId`, in id order, at most `limit`, each with its vector for `model` if stored. */
+  /**
+   * For the search index, which keeps every owner's chunks apart (`owner` on each): chunks with an id above
+   * `afterId`, in id order, at most `limit`, each with its vector for `model` if stored.
+   */
   chunksSince(afterId: number, model: string, limit: number): Promise<StoredChunk[]>;
   /** Deletions logged after `afterSeq`, in order. */
   deletionsSince(afterSeq: number): Promise<Deletion[]>;

@@ -10,6 +10,7 @@ import { log } from '../log.ts';
 import { decodeFrame, errorFrame, requestIdOf, undeliverable } from '../protocol/frames.ts';
 import { decodeEnvelope, encodeEnvelope, FRAME_ENVELOPE, utf8Length } from '../protocol/framing.ts';
 import type { LinkStats } from '../protocol/link.ts';
+import type { Identity } from '../security/auth.ts';
 import type { MessageRate } from '../security/rate-limit.ts';
 
 /** What a connection needs of the socket: crossws's `Peer` on every runtime. */
@@ -19,6 +20,8 @@ export interface SocketPeer {
 }
 
 export interface ConnectionOptions {
+  /** Whom the socket's requests act as: the key it opened with. */
+  identity: Identity;
   dispatcher: Dispatcher;
   /** Counters to add this socket's traffic to (the server-wide totals behind `get_stats`). */
   traffic: LinkStats;
@@ -35,7 +38,7 @@ export class SocketConnection {
   #closed = false;
 
   constructor(id: string, peer: SocketPeer, options: ConnectionOptions) {
-    this.caller = new Caller(id, options.maxInFlight);
+    this.caller = new Caller(id, options.identity, options.maxInFlight);
     this.#peer = peer;
     this.#options = options;
   }

@@ -11,6 +11,7 @@ import { json } from '../http/json.ts';
 import { log } from '../log.ts';
 import { errorFrame } from '../protocol/frames.ts';
 import { shutdownNotice } from '../protocol/events.ts';
+import type { Identity } from '../security/auth.ts';
 import { MessageRate, type SessionRate } from '../security/rate-limit.ts';
 import type { Stats } from '../stats.ts';
 import { SocketConnection } from './connection.ts';
@@ -62,7 +63,7 @@ export class WebSocketEndpoint {
   }
 
   /** Answers `GET /v1/ws`. Throws the AppError that refuses it (over a limit, shutting down). */
-  handle(request: Request, ip: string): Response {
+  handle(request: Request, ip: string, identity: Identity): Response {
     if (request.method !== 'GET') {
       throw new AppError('method_not_allowed', `${WEBSOCKET_PATH} takes GET with Upgrade: websocket`);
     }
@@ -75,7 +76,7 @@ export class WebSocketEndpoint {
     let connection: SocketConnection | undefined;
     setWebSocketHooks(request, {
       open: (peer) => {
-        connection = this.#open(peer, ip);
+        connection = this.#open(peer, ip, identity);
       },
       message: (_peer, message) => connection?.receive(message.rawData),
       close: (_peer, { code }) => {
@@ -117,7 +118,7 @@ export class WebSocketEndpoint {
   }
 
   /** Admits again at open: sockets upgraded at the same moment all passed the check in `handle`. */
-  #open(peer: Peer, ip: string): SocketConnection | undefined {
+  #open(peer: Peer, ip: string, identity: Identity): SocketConnection | undefined {
     try {
       this.#admit(ip);
     } catch (error) {
@@ -129,6 +130,7 @@ export class WebSocketEndpoint {
     // Binary messages as bytes: Deno's sockets deliver Blobs by default (ws's Buffers already are bytes).
     if (peer.websocket.binaryType === 'blob') peer.websocket.binaryType = 'arraybuffer';
     const connection = new SocketConnection(`ws-${++this.#opened}`, peer, {
+      identity,
       dispatcher: this.#deps.dispatcher,
       traffic: this.#deps.stats.traffic,
       maxMessageBytes: this.#config.maxMessageBytes,

@@ -16,10 +16,14 @@ export interface ListenOptions {
 }
 
 export function serveApp(app: App, { hostname, port }: ListenOptions): Server {
+  const requestTimeout = app.config.bodyTimeoutMs;
   return serve({
     hostname,
     port,
     silent: true,
+    // Node cuts off a client whose headers and body have not all arrived in time (408, then closes), so slow
+    // connections cannot hold the server's sockets; it looks for them every `connectionsCheckingInterval`.
+    node: { requestTimeout, headersTimeout: requestTimeout, connectionsCheckingInterval: Math.min(1_000, requestTimeout) },
     // The caller owns shutdown (src/main.ts: SIGINT/SIGTERM, then app.close()).
     gracefulShutdown: false,
     fetch: (request) => app.fetch(request, { ip: request.ip }),

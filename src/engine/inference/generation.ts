@@ -30,16 +30,19 @@ const SAMPLING_KEYS = [
 ] as const;
 type Sampling = Partial<Record<(typeof SAMPLING_KEYS)[number], unknown>>;
 
-/** The model, and each sampling parameter from the request, else the model's saved settings, else the server's params. */
-async function resolve(deps: InferenceDeps, params: { model?: string } & Sampling) {
+/**
+ * The model, and each sampling parameter from the request, else the model's settings saved by the caller's key,
+ * else the server's params.
+ */
+async function resolve(deps: InferenceDeps, params: { model?: string } & Sampling, owner: string) {
   await deps.upstream.resolve(); // without an upstream, saying how to set one up helps more than anything below
-  const model = params.model ?? (await deps.store.defaultModel());
+  const model = params.model ?? (await deps.store.defaultModel(owner));
   if (!model) {
     throw new AppError('invalid_request', 'No model: name one in "model", or choose a default with select_model', {
       details: { field: 'model' },
     });
   }
-  const [server, saved] = await Promise.all([deps.params.get(), deps.store.settingsForModel(model)]);
+  const [server, saved] = await Promise.all([deps.params.get(), deps.store.settingsForModel(owner, model)]);
   const sampling: Sampling = {};
   for (const key of SAMPLING_KEYS) {
     const value = params[key] ?? (saved as Sampling)[key] ?? (server as Sampling)[key];
@@ -64,14 +67,14 @@ export function generationHandlers(deps: InferenceDeps): Pick<Handlers, 'chat' |
 
   return {
     chat: async (params, ctx) => {
-      const { model, sampling, systemPrompt } = await resolve(deps, params);
+      const { model, sampling, systemPrompt } = await resolve(deps, params, ctx.owner);
       const hasSystem = params.messages.some((message) => message.role === 'system');
       const messages = systemPrompt && !hasSystem ? [{ role: 'system', content: systemPrompt }, ...params.messages] : params.messages;
       return chatCompletion(model, messages, sampling, params.stream, ctx);
     },
 
     generate: async (params, ctx) => {
-      const { model, sampling } = await resolve(deps, params);
+      const { model, sampling } = await resolve(deps, params, ctx.owner);
       const body = { model, prompt: params.prompt, ...sampling, ...streamOptions(params.stream) };
       const answer = await upstream.request('/v1/completions', { body, signal: ctx.signal });
       return params.stream
@@ -81,7 +84,7 @@ export function generationHandlers(deps: InferenceDeps): Pick<Handlers, 'chat' |
 
     /** OpenAI's Responses API where the upstream has it; otherwise the same request as a chat completion. */
     responses: async (params, ctx) => {
-      const { model, sampling, systemPrompt } = await resolve(deps, params);
+      const { model, sampling, systemPrompt } = await resolve(deps, params, ctx.owner);
       const instructions = params.instructions ?? systemPrompt;
       const { max_tokens: maxOutputTokens, temperature, top_p: topP } = sampling;
       const body = {

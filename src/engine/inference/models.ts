@@ -129,9 +129,9 @@ export function modelHandlers(
       return { models: (running.models ?? []).map((m) => ({ ...fromOllama(m), loaded: true })) };
     },
 
-    select_model: async ({ model_id }, { signal }) => {
+    select_model: async ({ model_id }, { signal, owner }) => {
       const model = await requireModel(model_id, signal);
-      return { model_id: model.id, previous: (await store.setDefaultModel(model.id)) ?? null };
+      return { model_id: model.id, previous: (await store.setDefaultModel(owner, model.id)) ?? null };
     },
 
     pull_model: async ({ model, quantization }, ctx) => pull(quantization && !model.includes(':') ? `${model}:${quantization}` : model, ctx),
@@ -160,14 +160,14 @@ export function modelHandlers(
       return { repo_id, quants };
     },
 
-    get_inference_settings: async ({ repo_id, variant }) => ({
+    get_inference_settings: async ({ repo_id, variant }, { owner }) => ({
       repo_id,
       variant,
-      settings: (await store.settingsFor(repo_id, variant)) ?? {},
+      settings: (await store.settingsFor(owner, repo_id, variant)) ?? {},
     }),
 
-    save_inference_settings: async ({ repo_id, variant, settings }) => {
-      await store.saveSettings(repo_id, variant, settings);
+    save_inference_settings: async ({ repo_id, variant, settings }, { owner }) => {
+      await store.saveSettings(owner, repo_id, variant, settings);
       return { success: true, message: `Saved settings for ${repo_id}:${variant}` };
     },
   };

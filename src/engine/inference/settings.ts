@@ -1,37 +1,37 @@
 import type { InferenceSettings } from '../../protocol/requests/models.ts';
 import type { Settings } from '../settings.ts';
 
-/** The default model and the saved per model-and-variant inference settings, kept in the server's settings. */
+/** Each owner's default model and saved per model-and-variant inference settings, kept in the server's settings. */
 export class InferenceStore {
   private writes = Promise.resolve();
 
   constructor(private readonly settings: Settings) {}
 
-  defaultModel(): Promise<string | undefined> {
-    return this.settings.getSetting<string>('default_model');
+  defaultModel(owner: string): Promise<string | undefined> {
+    return this.settings.getSetting<string>(owner, 'default_model');
   }
 
-  /** Sets the default model; returns the one it replaces. */
-  setDefaultModel(model: string): Promise<string | undefined> {
+  /** Sets the owner's default model; returns the one it replaces. */
+  setDefaultModel(owner: string, model: string): Promise<string | undefined> {
     return this.serialized(async () => {
-      const previous = await this.defaultModel();
-      await this.settings.setSetting('default_model', model);
+      const previous = await this.defaultModel(owner);
+      await this.settings.setSetting(owner, 'default_model', model);
       return previous;
     });
   }
 
-  settingsFor(repoId: string, variant: string): Promise<InferenceSettings | undefined> {
-    return this.settings.getSetting<InferenceSettings>(key(repoId, variant));
+  settingsFor(owner: string, repoId: string, variant: string): Promise<InferenceSettings | undefined> {
+    return this.settings.getSetting<InferenceSettings>(owner, key(repoId, variant));
   }
 
-  saveSettings(repoId: string, variant: string, settings: InferenceSettings): Promise<void> {
-    return this.settings.setSetting(key(repoId, variant), settings);
+  saveSettings(owner: string, repoId: string, variant: string, settings: InferenceSettings): Promise<void> {
+    return this.settings.setSetting(owner, key(repoId, variant), settings);
   }
 
   /** The settings that apply to a model id: saved for its repo and variant (`repo:variant`), else for the whole id. */
-  async settingsForModel(model: string): Promise<InferenceSettings> {
+  async settingsForModel(owner: string, model: string): Promise<InferenceSettings> {
     const { repoId, variant } = splitModelId(model);
-    return (await this.settingsFor(repoId, variant)) ?? (await this.settingsFor(model, 'default')) ?? {};
+    return (await this.settingsFor(owner, repoId, variant)) ?? (await this.settingsFor(owner, model, 'default')) ?? {};
   }
 
   private serialized<T>(run: () => Promise<T>): Promise<T> {

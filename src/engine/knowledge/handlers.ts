@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Handlers } from '../../dispatch.ts';
+import type { CallContext, Handlers } from '../../dispatch.ts';
 import { AppError } from '../../errors.ts';
 import { kmeans, representativeTerms } from '../../knowledge/kmeans.ts';
 import { retrievalMetrics } from '../../knowledge/metrics.ts';
@@ -8,7 +8,7 @@ import { cosine, VectorIndex } from '../../knowledge/vector-index.ts';
 import type { DocumentWrite, Metadata, Store } from '../../store/types.ts';
 import type { Upstream } from '../inference/upstream.ts';
 import { embedderFor, type Embedder } from './embedders.ts';
-import { SearchIndex } from './search-index.ts';
+import { SearchIndex, type Filters } from './search-index.ts';
 
 export interface KnowledgeDeps {
   store: Store;
@@ -36,18 +36,22 @@ type KnowledgeActions =
   | 'cluster_documents'
   | 'recommend_content';
 
-/** History, documents and RAG over the store, with one search index kept in step with it. */
+/**
+ * History, documents and RAG over the store, with one search index kept in step with it. Each request reads and
+ * writes its caller's own data (`ctx.owner`): one API key never sees, searches, replaces or deletes another's.
+ */
 export function knowledgeHandlers({ store, upstream, embedder }: KnowledgeDeps): Pick<Handlers, KnowledgeActions> {
   const index = new SearchIndex(store, embedder);
   const embed = (model: string | undefined, texts: string[], signal: AbortSignal) =>
     embedderFor(upstream, model, embedder).embed(texts, signal);
 
-  /** Chunks and embeds documents, then writes them in one transaction. */
-  async function ingest(documents: Omit<DocumentWrite, 'chunks'>[], signal: AbortSignal): Promise<number> {
+  /** Chunks and embeds the owner's documents, then writes them in one transaction. */
+  async function ingest(owner: string, documents: Omit<DocumentWrite, 'chunks'>[], signal: AbortSignal): Promise<number> {
     const chunked = documents.map((document) => ({ ...document, texts: chunkText(document.content) }));
     const vectors = await embedder.embed(chunked.flatMap((d) => d.texts), signal);
     let next = 0;
     await store.addDocuments(
+      owner,
       chunked.map(({ texts, ...document }) => ({
         ...document,
         chunks: texts.map((content) => ({ content, vectors: [{ model: embedder.model, vector: vectors[next++] }] })),
@@ -56,28 +60,28 @@ export function knowledgeHandlers({ store, upstream, embedder }: KnowledgeDeps):
     return vectors.length;
   }
 
-  async function timedSearch(query: string, k: number, filters: Metadata | undefined, mode: 'hybrid' | 'vector', signal: AbortSignal) {
+  async function timedSearch(query: string, k: number, filters: Metadata | undefined, mode: 'hybrid' | 'vector', ctx: CallContext) {
     const started = performance.now();
-    const results = await index.search(query, { k, filters: filters as Record<string, string>, mode, signal });
+    const results = await index.search(ctx.owner, query, { k, filters: filters as Filters, mode, signal: ctx.signal });
     return { results, query_time_ms: Math.round((performance.now() - started) * 1000) / 1000, embedding_model: embedder.model };
   }
 
   return {
-    chat_history: async ({ session_id, limit }) => ({
-      messages: await store.chatHistory({ session_id, limit: limit ?? DEFAULT_HISTORY_LIMIT }),
+    chat_history: async ({ session_id, limit }, { owner }) => ({
+      messages: await store.chatHistory(owner, { session_id, limit: limit ?? DEFAULT_HISTORY_LIMIT }),
     }),
 
     /** Saved messages are searchable too, as documents of source `message`. */
-    save_message: async ({ session_id, message }, { signal }) => {
-      const saved = await store.saveMessage({ session_id, ...message });
+    save_message: async ({ session_id, message }, { owner, signal }) => {
+      const saved = await store.saveMessage(owner, { session_id, ...message });
       if (message.content.trim()) {
         const metadata = { ...message.metadata, session_id, role: message.role };
-        await ingest([{ id: `message:${saved.id}`, content: message.content, metadata, source: 'message' }], signal);
+        await ingest(owner, [{ id: `message:${saved.id}`, content: message.content, metadata, source: 'message' }], signal);
       }
       return { message_id: saved.id };
     },
 
-    add_documents: async ({ documents }, { signal }) => {
+    add_documents: async ({ documents }, { owner, signal }) => {
       const bytes = documents.reduce((sum, d) => sum + d.content.length, 0);
       if (bytes > MAX_INGEST_BYTES) {
         throw new AppError('payload_too_large', `${bytes} characters in one add_documents; send at most ${MAX_INGEST_BYTES} per call`);
@@ -86,19 +90,20 @@ export function knowledgeHandlers({ store, upstream, embedder }: KnowledgeDeps):
       const duplicate = ids.find((id, i) => ids.indexOf(id) !== i);
       if (duplicate) throw new AppError('invalid_request', `Document id "${duplicate}" appears twice`, { details: { field: 'documents' } });
       const chunks = await ingest(
+        owner,
         documents.map((d, i) => ({ id: ids[i], content: d.content, metadata: d.metadata ?? {}, source: 'document' as const })),
         signal,
       );
       return { ids, chunks, embedding_model: embedder.model };
     },
 
-    delete_documents: async ({ ids }) => ({ deleted: await store.deleteDocuments(ids) }),
+    delete_documents: async ({ ids }, { owner }) => ({ deleted: await store.deleteDocuments(owner, ids) }),
 
-    list_documents: ({ limit, offset, source }) => store.listDocuments({ limit: limit ?? 100, offset: offset ?? 0, source }),
+    list_documents: ({ limit, offset, source }, { owner }) => store.listDocuments(owner, { limit: limit ?? 100, offset: offset ?? 0, source }),
 
-    rag_query: ({ query, top_k, filters }, { signal }) => timedSearch(query, top_k ?? DEFAULT_TOP_K, filters, 'hybrid', signal),
+    rag_query: ({ query, top_k, filters }, ctx) => timedSearch(query, top_k ?? DEFAULT_TOP_K, filters, 'hybrid', ctx),
 
-    semantic_search_query: ({ query, k, filters }, { signal }) => timedSearch(query, k, filters, 'vector', signal),
+    semantic_search_query: ({ query, k, filters }, ctx) => timedSearch(query, k, filters, 'vector', ctx),
 
     calculate_similarity: async ({ text1, text2, model }, { signal }) => {
       const [a, b] = await embed(model, [text1, text2], signal);

@@ -45,6 +45,7 @@ export const modelRequests = {
     output: z.object({ model_id: z.string(), loaded: z.boolean(), load_time_ms: z.number().optional() }),
     response: 'model_loaded',
     kind: 'mutation',
+    adminOnly: true,
     engine: 'inference',
   }),
   unload_model: request({
@@ -54,6 +55,7 @@ export const modelRequests = {
     output: z.object({ model_id: z.string(), unloaded: z.boolean() }),
     response: 'model_unloaded',
     kind: 'mutation',
+    adminOnly: true,
     engine: 'inference',
   }),
   get_loaded_models: request({
@@ -81,6 +83,7 @@ export const modelRequests = {
     output: z.object({ model: z.string(), status: z.string() }),
     response: 'model_pulled',
     kind: 'mutation',
+    adminOnly: true,
     engine: 'inference',
   }),
   delete_model: request({
@@ -90,6 +93,7 @@ export const modelRequests = {
     output: successOutput,
     response: 'model_deleted',
     kind: 'mutation',
+    adminOnly: true,
     engine: 'inference',
   }),
   get_embedding_models: request({

@@ -69,6 +69,7 @@ export const controlRequests = {
     output: z.object({ params: serverParams }),
     response: 'params',
     kind: 'mutation',
+    adminOnly: true,
     engine: 'system',
   }),
 };
