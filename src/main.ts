@@ -35,7 +35,8 @@ await server.ready();
 log.info(`tabagent-webrtc listening on http://${config.host}:${config.port}`, { trpc: '/trpc', rest: '/v1/webrtc/', websocket: WEBSOCKET_PATH, store: store?.kind });
 if (!isLoopbackBind(config.host)) {
   const names = config.allowedHosts.includes('*') ? 'any' : ['localhost', 'IP addresses', ...config.allowedHosts].join(', ');
-  log.info(`reachable beyond this machine; Host names served: ${names} (TABAGENT_ALLOWED_HOSTS)`, { api_keys: config.apiKeys.length + config.adminKeys.length > 0 });
+  log.info(`reachable beyond this machine; Host names served: ${names} (TABAGENT_ALLOWED_HOSTS)`);
+  if (config.apiKeys.length + config.adminKeys.length === 0) log.warn('no API keys: anyone who reaches this address can use the server (TABAGENT_API_KEYS)');
 }
 
 let stopping = false;
