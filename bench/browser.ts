@@ -13,7 +13,7 @@
  * Prints a table and writes bench/results/browser-<date>.json. Every process and temp directory is cleaned up.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,7 +21,7 @@ import type { BrowserContext } from 'playwright-core';
 import type { BenchOptions, BenchResult } from '../examples/extension/src/bench.ts';
 import { buildBrowser } from '../scripts/build-browser.ts';
 import { launchWithExtension } from '../test/fixtures/chromium.ts';
-import { sleep, startDevServer, withTimeout, type DevServer } from '../test/fixtures/dev-server.ts';
+import { startDevServer, withTimeout, type DevServer } from '../test/fixtures/dev-server.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 /** A benchmark sends far faster than a user: both transports run without the rate limits. */
@@ -44,13 +44,13 @@ const tempDir = async (prefix: string) => {
 
 let server: DevServer | undefined;
 let context: BrowserContext | undefined;
-let hostDataDir: string | undefined;
 const pageLog: string[] = [];
 
 async function run(): Promise<BenchResult> {
   log('building the extension');
   const { extensionDir } = await buildBrowser();
-  server = await startDevServer({ ...NO_RATE_LIMITS, TABAGENT_UPSTREAM_URL: 'off', TABAGENT_DATA_DIR: await tempDir('tabagent-bench-server-data-') });
+  const dataDir = await tempDir('tabagent-bench-server-data-');
+  server = await startDevServer({ ...NO_RATE_LIMITS, TABAGENT_UPSTREAM_URL: 'off', TABAGENT_DATA_DIR: dataDir });
   log(`dev server on ${server.url}`);
 
   const profileDir = await tempDir('tabagent-bench-profile-');
@@ -59,8 +59,7 @@ async function run(): Promise<BenchResult> {
   const id = new URL(worker.url()).host; // chrome-extension://<id>/service-worker.js
   log(`extension ${id}`);
 
-  // The host gets a data directory of its own: the embedded store admits one process, and the server holds its own.
-  hostDataDir = await tempDir('tabagent-bench-host-data-');
+  // The host relays to the same server the page reaches over WebRTC: both transports end at one server.
   const install = spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts', '--install-native-host', '--dir', path.join(profileDir, 'NativeMessagingHosts')], {
     cwd: root,
     env: {
@@ -68,7 +67,7 @@ async function run(): Promise<BenchResult> {
       ...NO_RATE_LIMITS,
       TABAGENT_NATIVE_ALLOWED_ORIGINS: `chrome-extension://${id}/`,
       TABAGENT_UPSTREAM_URL: 'off',
-      TABAGENT_DATA_DIR: hostDataDir,
+      TABAGENT_DATA_DIR: dataDir,
       LOG_LEVEL: 'warn',
     },
     encoding: 'utf8',
@@ -90,10 +89,6 @@ async function run(): Promise<BenchResult> {
 
 async function cleanUp(): Promise<void> {
   await context?.close().catch(() => {});
-  // The page closed its port, so the host closes its store and exits; Chromium would kill it 2 s later anyway.
-  const lock = hostDataDir && path.join(hostDataDir, 'db.lock');
-  for (const deadline = Date.now() + 3_000; lock && existsSync(lock) && Date.now() < deadline; ) await sleep(50);
-  if (lock && existsSync(lock)) log('warning: the native host still held its store 3 s after the browser closed');
   if (server && server.process.exitCode === null) {
     server.process.kill('SIGTERM');
     await withTimeout(server.exited, 10_000, 'the dev server to exit').catch(() => {

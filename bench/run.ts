@@ -54,7 +54,7 @@ const makers: { env?: Record<string, string>; make: (server: BenchServer) => Tra
   { make: rawTransport },
   { make: (server) => dataChannelTransport(server) },
   { env: PEERS_IN_SERVER, make: (server) => dataChannelTransport(server, true) },
-  { make: () => nativeTransport() },
+  { make: nativeTransport },
   { make: websocketTransport },
   { make: (server) => trpcTransport(server, config.maxMessageBytes) },
 ];

@@ -13,7 +13,7 @@ export type ToServer =
   | { type: 'raw-candidate'; peer: string; candidate: RTCIceCandidateInit };
 
 export type FromServer =
-  | { type: 'ready'; url: string }
+  | { type: 'ready'; url: string; dataDir: string }
   | { type: 'reply'; id: number; sdp?: string; cpuMs?: number; memory?: Memory }
   | { type: 'raw-candidate'; peer: string; candidate: RTCIceCandidateInit };
 
@@ -22,15 +22,18 @@ type Reply = Extract<FromServer, { type: 'reply' }>;
 
 export class BenchServer {
   readonly url: string;
+  /** Its data directory, whose native socket native hosts relay to. */
+  readonly dataDir: string;
   readonly pid: number;
   readonly #child: ChildProcess;
   readonly #replies = new Map<number, (reply: Reply) => void>();
   readonly #candidates = new Map<string, (candidate: RTCIceCandidateInit) => void>();
   #nextId = 0;
 
-  private constructor(child: ChildProcess, url: string) {
+  private constructor(child: ChildProcess, url: string, dataDir: string) {
     this.#child = child;
     this.url = url;
+    this.dataDir = dataDir;
     this.pid = child.pid!;
     child.on('message', (message: FromServer) => {
       if (message.type === 'reply') this.#replies.get(message.id)?.(message);
@@ -50,7 +53,7 @@ export class BenchServer {
       child.once('error', reject);
       child.once('exit', (code) => reject(new Error(`bench server exited (${code}) before it was ready`)));
       child.once('message', (message: FromServer) => {
-        if (message.type === 'ready') resolve(new BenchServer(child, message.url));
+        if (message.type === 'ready') resolve(new BenchServer(child, message.url, message.dataDir));
       });
     });
   }

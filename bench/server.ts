@@ -1,22 +1,36 @@
 /**
  * The server side of `npm run bench`, forked by bench/server-process.ts with --expose-gc: the app served as
- * `npm start` serves it (data channel, WebSocket, tRPC; no store, no upstream), and raw wrtc echo peers whose
- * signaling comes over IPC. Session limits are raised so that 100 sessions per transport fit.
+ * `npm start` serves it (data channel, WebSocket, tRPC, the native socket; no store, no upstream), and raw wrtc
+ * echo peers whose signaling comes over IPC. Session limits are raised so that 100 sessions per transport fit.
  */
 import wrtc from '@roamhq/wrtc';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { createApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { setLogLevel } from '../src/log.ts';
+import { nativeSocketPath } from '../src/paths.ts';
 import { serveApp } from '../src/ws/serve.ts';
 import { echo } from './raw-echo.ts';
 import type { FromServer, ToServer } from './server-process.ts';
 import { procCpuMs, procRssBytes, sleep } from './measure.ts';
 
 setLogLevel('warn');
-const config = loadConfig(process.env, { port: 0, upstreamUrl: 'off', maxSessions: 10_000, maxSessionsPerIp: 10_000, sessionRatePerMinute: 0, messageRatePerSecond: 0 });
+const dataDir = mkdtempSync(path.join(tmpdir(), 'tabagent-bench-'));
+const config = loadConfig(process.env, {
+  port: 0,
+  dataDir,
+  upstreamUrl: 'off',
+  maxSessions: 10_000,
+  maxSessionsPerIp: 10_000,
+  sessionRatePerMinute: 0,
+  messageRatePerSecond: 0,
+});
 const app = createApp(config);
 await app.peerProcesses?.start();
 const server = await serveApp(app, { hostname: '127.0.0.1', port: 0 }).ready();
+await app.native.listen(nativeSocketPath(dataDir));
 const gc = (globalThis as { gc?: () => void }).gc;
 
 const send = (message: FromServer): void => void process.send!(message);
@@ -75,6 +89,7 @@ process.on('SIGTERM', async () => {
   await app.close(0);
   for (const { pc } of rawPeers.values()) pc.close();
   await server.close(true);
+  rmSync(dataDir, { recursive: true, force: true });
   process.exit(0);
 });
-send({ type: 'ready', url: new URL(server.url!).origin });
+send({ type: 'ready', url: new URL(server.url!).origin, dataDir });

@@ -13,6 +13,7 @@ import { corsHeaders, isOriginAllowed, preflightHeaders } from './http/cors.ts';
 import { errorResponse, json } from './http/json.ts';
 import { limitBody, limitNesting } from './http/limit.ts';
 import { handleRest, REST_PREFIX } from './http/rest.ts';
+import { NativeEndpoint } from './native/endpoint.ts';
 import { PeerCount } from './peer/count.ts';
 import { PeerProcessPool } from './peer/process/pool.ts';
 import { createWrtcPeer, type PeerFactory } from './peer/wrtc.ts';
@@ -55,6 +56,8 @@ export interface App {
   readonly sessions: SessionManager;
   /** WebSocket sockets (`GET /v1/ws`; mounted by `serveApp` in src/ws/serve.ts). */
   readonly websockets: WebSocketEndpoint;
+  /** Native messaging ports that native hosts relay here (its socket is opened by main.ts). */
+  readonly native: NativeEndpoint;
   readonly dispatcher: Dispatcher;
   readonly stats: Stats;
   /** The server's WebRTC peers: open, and not yet collected (each holds native threads until then). */
@@ -97,6 +100,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
   sessions = new SessionManager(config, { createPeer: peers.track(createPeer), dispatcher, stats, sessionRate });
   const signaling = new Signaling(sessions, config, undefined);
   const websockets = new WebSocketEndpoint(config, { dispatcher, stats, sessionRate });
+  const native = new NativeEndpoint(config, { dispatcher, stats });
   /** tRPC `rpc.*` callers, one per API key: `stop_generation` and `halt_status` see that key's requests only. */
   const rpcCallers = new Map<string, Caller>();
   const rpcCallerOf = (identity: Identity | undefined) => {
@@ -109,7 +113,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
   const hosts = new HostAllowlist(config.allowedHosts);
 
   /**
-   * Every route but `GET /` (and CORS preflights, answered before) needs the API key when keys are configured, in
+   * Every route but `GET /` and `GET /health` (and CORS preflights, answered before) needs the API key when keys are configured, in
    * the `Authorization` header, never in a URL. tRPC checks it in its context, so tRPC clients get a tRPC error
    * (`appCode: 'unauthorized'`); a lone `webrtc.events` subscription may come without it, as an EventSource cannot
    * send headers, and shows the session's events ticket instead; a browser's WebSocket offers it as a subprotocol
@@ -120,6 +124,10 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     const authorization = request.headers.get('authorization');
     if (path === '/' && request.method === 'GET') {
       return json({ name: 'tabagent-webrtc', version: VERSION, trpc: '/trpc', rest: REST_PREFIX, websocket: WEBSOCKET_PATH });
+    }
+    // Readiness, for load balancers and scripts: the app exists only once its store is open; draining is 503.
+    if (path === '/health' && request.method === 'GET') {
+      return closing ? json({ status: 'shutting_down' }, 503) : json({ status: 'ok', version: VERSION });
     }
     if (path === '/trpc' || path.startsWith('/trpc/')) {
       // Signaling bodies are small (an SDP is a few KiB); rpc.* calls may carry as much as a data-channel message.
@@ -156,6 +164,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     config,
     sessions,
     websockets,
+    native,
     dispatcher,
     stats,
     peers,
@@ -182,6 +191,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
       closing ??= Promise.all([
         sessions.shutdown(graceMs),
         websockets.shutdown(graceMs),
+        native.shutdown(graceMs),
         // tRPC `rpc.*` calls: what outlives the grace is answered `shutting_down` too, before the process exits.
         dispatcher.drainOrCancel(graceMs ?? config.shutdownGraceMs, () => [...rpcCallers.values()]),
       ]).then(() => peerProcesses?.close());

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { MIN_KEY_LENGTH, parseKeysFile } from './security/auth.ts';
+import { DEFAULT_DATA_DIR } from './paths.ts';
 import { HOST_ENTRY } from './security/hosts.ts';
 
 const MiB = 1024 * 1024;
@@ -73,8 +74,12 @@ export const configSchema = z.object({
   upstreamApiKey: z.string().min(1).optional(),
   /** How long the upstream may stay silent (before its answer starts, or between streamed chunks). */
   upstreamIdleTimeoutMs: z.coerce.number().int().positive().default(120_000),
-  /** Where the server keeps its files: the embedded database (history, documents, settings). */
-  dataDir: z.string().min(1).default('.data'),
+  /** Where the server keeps its files: the embedded database (history, documents, settings), the native socket. */
+  dataDir: z.string().min(1).default(DEFAULT_DATA_DIR),
+  /** The Unix socket native messaging hosts relay to; default `<dataDir>/native.sock`. */
+  nativeSocket: z.string().min(1).optional(),
+  /** Stop after this long with no session, socket, native port or request (a server the native host started); 0: never. */
+  exitWhenIdleMs: z.coerce.number().int().min(0).default(0),
   /** A PostgreSQL server to keep them in instead (several instances can share it). */
   databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
   /** The upstream embedding model for documents and search; unset: the embedded hashed model. */
@@ -133,6 +138,8 @@ export const ENV_VARS = {
   upstreamApiKey: 'TABAGENT_UPSTREAM_API_KEY',
   upstreamIdleTimeoutMs: 'TABAGENT_UPSTREAM_IDLE_TIMEOUT_MS',
   dataDir: 'TABAGENT_DATA_DIR',
+  nativeSocket: 'TABAGENT_NATIVE_SOCKET',
+  exitWhenIdleMs: 'TABAGENT_EXIT_WHEN_IDLE_MS',
   databaseUrl: 'DATABASE_URL',
   embeddingModel: 'TABAGENT_EMBEDDING_MODEL',
   nativeAllowedOrigins: 'TABAGENT_NATIVE_ALLOWED_ORIGINS',

@@ -1,56 +1,122 @@
 /**
  * The server entry: `npx tsx src/main.ts` (Node) or `deno task dev` (Deno). Reads config from the environment,
- * serves the fetch handler, shuts down gracefully on SIGINT/SIGTERM. `--native-host` serves the same app to Chrome
- * over native messaging instead, and `--install-native-host` registers that host (docs/NATIVE_MESSAGING.md).
+ * serves the fetch handler and the native socket, shuts down gracefully on SIGINT/SIGTERM. `--native-host` is the
+ * native messaging host instead, a relay to this server (src/native/relay.ts), and `--install-native-host`
+ * registers that host (docs/NATIVE_MESSAGING.md).
  */
-import { createApp } from './app.ts';
+import { rmSync, writeFileSync } from 'node:fs';
+import { createApp, type App } from './app.ts';
 import { loadConfig } from './config.ts';
-import { runNativeHost } from './native/host.ts';
 import { installNativeHost } from './native/install.ts';
-import { nativeMode } from './native/mode.ts';
+import { nativeMode, STARTED_BY_HOST } from './native/mode.ts';
+import { runRelay } from './native/relay.ts';
+import { nativeSocketPath, serverPidPath } from './paths.ts';
 import { openStore } from './store/index.ts';
 import { log } from './log.ts';
 import { isLoopbackBind } from './security/hosts.ts';
 import { WEBSOCKET_PATH } from './ws/endpoint.ts';
 import { serveApp } from './ws/serve.ts';
 
-const config = loadConfig(process.env);
 const args = process.argv.slice(2);
 const mode = nativeMode(args);
+if (mode === 'host') process.exit(await runRelay());
+
+const config = await orCannotStart(async () => loadConfig(process.env));
 if (mode === 'install') process.exit(await installNativeHost(config, args));
 
-const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl }).catch((error) => {
-  // Chrome starts a host per port and the embedded store takes one process: a host that cannot have it serves
-  // without it (its types answer `backend_unavailable`) rather than dying unexplained to the extension.
-  if (mode !== 'host') throw error;
-  log.warn(`native host running without the store: ${(error as Error).message}`);
-  return undefined;
-});
+const store = await orCannotStart(() => openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl }));
 const app = createApp(config, { store });
-if (mode === 'host') process.exit(await runNativeHost({ config, app, args, close: async () => store?.close() }));
 // The peer processes load before the port opens, so the first offer does not wait for them.
 await app.peerProcesses?.start();
 const server = serveApp(app, { hostname: config.host, port: config.port });
-await server.ready();
-log.info(`tabagent-webrtc listening on http://${config.host}:${config.port}`, { trpc: '/trpc', rest: '/v1/webrtc/', websocket: WEBSOCKET_PATH, store: store?.kind });
+await orCannotStart(() => server.ready());
+let stopping = false;
+let nativeSocket: string | undefined;
+process.on('SIGINT', () => void stop('SIGINT'));
+process.on('SIGTERM', () => void stop('SIGTERM'));
+nativeSocket = await listenNative(app);
+// The address as bound: PORT=0 takes a free port, which clients (and the log's readers) need to know.
+log.info(`tabagent-webrtc listening on ${new URL(server.url!).origin}`, {
+  trpc: '/trpc',
+  rest: '/v1/webrtc/',
+  websocket: WEBSOCKET_PATH,
+  native: nativeSocket,
+  store: store.kind,
+});
 if (!isLoopbackBind(config.host)) {
   const names = config.allowedHosts.includes('*') ? 'any' : ['localhost', 'IP addresses', ...config.allowedHosts].join(', ');
   log.info(`reachable beyond this machine; Host names served: ${names} (TABAGENT_ALLOWED_HOSTS)`);
   if (config.apiKeys.length + config.adminKeys.length === 0) log.warn('no API keys: anyone who reaches this address can use the server (TABAGENT_API_KEYS)');
 }
+if (config.exitWhenIdleMs > 0) exitWhenIdle(app, config.exitWhenIdleMs);
 
-let stopping = false;
-async function stop(signal: string): Promise<void> {
+async function stop(why: string): Promise<void> {
   if (stopping) return process.exit(1); // a second signal means now
   stopping = true;
-  log.info(`${signal}: shutting down`, { grace_ms: config.shutdownGraceMs });
+  log.info(`${why}: shutting down`, { grace_ms: config.shutdownGraceMs });
   await app.close();
   await server.close(true);
-  await store?.close();
+  await store.close();
+  if (nativeSocket) rmSync(serverPidPath(config.dataDir), { force: true });
   log.info('stopped');
   // With its peers in this process (TABAGENT_PEER_PROCESSES=0), wrtc's native threads can keep the event loop alive
   // after every peer closed: leave explicitly. (`npm run soak` checks that it would leave by itself either way.)
   process.exit(0);
 }
-process.on('SIGINT', () => void stop('SIGINT'));
-process.on('SIGTERM', () => void stop('SIGTERM'));
+
+/**
+ * Opens the native socket and records this server's pid beside it; native messaging is then this server's. Without
+ * it (another server holds the data directory's socket, or the runtime cannot listen there) the rest still serves.
+ */
+async function listenNative(app: App): Promise<string | undefined> {
+  const socketPath = nativeSocketPath(config.dataDir, config.nativeSocket);
+  try {
+    if (!(await app.native.listen(socketPath))) {
+      if (args.includes(STARTED_BY_HOST)) {
+        log.info(`another server already serves native messaging on ${socketPath}`);
+        await stop('not needed');
+      }
+      log.warn(`native messaging goes to the other server on ${socketPath}, not to this one`);
+      return undefined;
+    }
+    writeFileSync(serverPidPath(config.dataDir), `${process.pid}\n`);
+    return socketPath;
+  } catch (error) {
+    log.warn(`no native messaging: cannot listen on ${socketPath}`, { error });
+    return undefined;
+  }
+}
+
+/** Stops the server once nothing has used it for `idleMs`: a server the native host started goes away by itself. */
+function exitWhenIdle(app: App, idleMs: number): void {
+  let lastBusy = Date.now();
+  const busy = () => app.sessions.size + app.websockets.size + app.native.size + app.dispatcher.inFlightCount > 0;
+  setInterval(() => {
+    if (busy()) lastBusy = Date.now();
+    else if (Date.now() - lastBusy >= idleMs) void stop(`idle for ${Math.round(idleMs / 1000)} s`);
+  }, Math.min(idleMs, 5_000)).unref();
+}
+
+/** Runs a start step; if it fails, says why in one line naming the cause and the fix (no stack trace) and exits 1. */
+async function orCannotStart<T>(step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    console.error(`tabagent-webrtc cannot start: ${startFailure(error)}`);
+    process.exit(1);
+  }
+}
+
+function startFailure(error: unknown): string {
+  const { code, address, port } = error as NodeJS.ErrnoException & { address?: string; port?: number };
+  const where = `${address}:${port}`;
+  switch (code) {
+    case 'EADDRINUSE':
+      return `${where} is already in use (another tabagent-webrtc?): stop that, or set PORT to a free port`;
+    case 'EACCES':
+      return `no permission to listen on ${where}: set PORT above 1023`;
+    case 'EADDRNOTAVAIL':
+      return `${where} is not an address of this machine: set HOST to one of its addresses`;
+  }
+  return error instanceof Error ? error.message : String(error);
+}

@@ -827,10 +827,8 @@ test('native messaging: the length reader: lying, huge and truncated lengths nev
 });
 
 test('native host: random and mutated messages, deep nesting in both request forms, then a length that lies', async () => {
-  // An unopenable data directory: the host serves without the store (whose start takes seconds), as a second host would.
-  const host: NativeHostClient = await spawnNativeHost({
-    env: { TABAGENT_UPSTREAM_URL: 'off', TABAGENT_DATA_DIR: '/dev/null/abuse-frames', TABAGENT_MESSAGE_RATE_PER_SECOND: '0' },
-  });
+  const server = await startServer();
+  const host: NativeHostClient = await spawnNativeHost({ env: { TABAGENT_DATA_DIR: server.dataDir } });
   try {
     const frames: Frame[] = [];
     host.onFrame((frame) => frames.push(frame));
@@ -865,6 +863,7 @@ test('native host: random and mutated messages, deep nesting in both request for
     assert.equal(host.violations, [], 'stdout held nothing but native messages');
   } finally {
     host.kill('SIGKILL');
+    await server.close();
   }
 });
 

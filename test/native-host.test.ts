@@ -1,22 +1,30 @@
 /// <reference types="chrome" />
 /**
- * Native messaging host mode, as Chrome runs it: real `tsx src/main.ts --native-host` child processes over pipes
- * (no mocks), the inference upstream test double behind them, the installer as a command, and real headless
- * Chromium starting the installed host for an extension's `chrome.runtime.connectNative`.
+ * Native messaging as Chrome runs it: the built host (`dist/native-host.mjs`) as real child processes over pipes,
+ * relaying to a real server's native socket (no mocks), the inference upstream test double behind it, the
+ * installer as a command, and real headless Chromium starting the installed host for an extension's
+ * `chrome.runtime.connectNative`, with nothing else running.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import wrtc from '@roamhq/wrtc';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { connect } from '../src/client/index.ts';
+import { createSignalingClient } from '../src/client/signaling.ts';
 import { spawnNativeHost, type Frame, type NativeHostClient } from '../src/native/client.ts';
 import { fragmentJson } from '../src/native/fragments.ts';
 import { encodeLength, encodeNativeMessage, MAX_BROWSER_MESSAGE_BYTES, MAX_HOST_MESSAGE_BYTES, NativeMessageReader } from '../src/native/framing.ts';
+import { serverLogPath, serverPidPath } from '../src/paths.ts';
+import { openStore } from '../src/store/index.ts';
+import type { Store } from '../src/store/types.ts';
 import { launchWithExtension } from './fixtures/chromium.ts';
 import { withTimeout } from './fixtures/dev-server.ts';
+import { startServer, type TestServer } from './fixtures/server.ts';
 import { startUpstream, type Upstream } from './fixtures/upstream.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -24,7 +32,8 @@ const extensionDir = path.join(root, 'test/fixtures/native-extension');
 const MiB = 1024 * 1024;
 
 let upstream: Upstream;
-let dataDir: string;
+let store: Store;
+let server: TestServer;
 let host: NativeHostClient;
 /** Every message the shared host wrote, before reassembly. */
 const wire: { bytes: number; frame: Frame }[] = [];
@@ -32,8 +41,9 @@ const cleanup: string[] = [];
 
 const test = suite('native messaging host');
 
-function hostEnv(extra: Record<string, string> = {}): Record<string, string> {
-  return { TABAGENT_UPSTREAM_URL: upstream.url, TABAGENT_DATA_DIR: dataDir, LOG_LEVEL: 'info', ...extra };
+/** The environment of a host that relays to `to` (the shared server by default). */
+function hostEnv(to: TestServer = server): Record<string, string> {
+  return { TABAGENT_DATA_DIR: to.dataDir, LOG_LEVEL: 'info' };
 }
 
 async function tempDir(prefix: string): Promise<string> {
@@ -49,17 +59,18 @@ function expectError(frame: Frame, code: string, what: string, requestId?: strin
   assert.is(frame.request_id, requestId, `${what}: request_id`);
 }
 
-const lockFile = (dir: string) => path.join(dir, 'db.lock');
-
 test.before(async () => {
   upstream = await startUpstream({ tokenDelayMs: 20 });
-  dataDir = await tempDir('tabagent-native-data-');
+  store = await openStore({ dataDir: await tempDir('tabagent-native-store-') });
+  server = await startServer({ upstreamUrl: upstream.url }, { store });
   host = await spawnNativeHost({ env: hostEnv(), args: ['chrome-extension://jagcooplibeiplimiacoilckcllcfkmk/'] });
   host.onWire((bytes, frame) => wire.push({ bytes, frame: frame.type === 'fragment' ? { ...frame, data: '' } : { type: frame.type } }));
 });
 
 test.after(async () => {
   host?.kill('SIGKILL');
+  await server?.close();
+  await store?.close();
   await upstream?.close();
   for (const dir of cleanup) await rm(dir, { recursive: true, force: true });
 });
@@ -203,21 +214,33 @@ test('malformed messages get typed errors and the host keeps serving', async () 
   assert.is((await host.request({ action: 'health' })).type, 'health');
 });
 
-test('a second host on the same data directory serves without the store', async () => {
+test('every host reaches the one server: one store, one set_params, one get_stats across native messaging, tRPC and the data channel', async () => {
   const second = await spawnNativeHost({ env: hostEnv() });
   try {
-    assert.is((await second.request({ action: 'health' })).type, 'health');
-    expectError(await second.request({ action: 'list_documents', request_id: 'd1' }), 'backend_unavailable', 'no store', 'd1');
-    assert.match(second.stderr(), 'running without the store');
-    assert.is((await host.request({ action: 'list_documents' })).type, 'documents', 'the first host has the store');
+    const saved = await second.request({ action: 'save_message', session_id: 'native', message: { role: 'user', content: 'said over native messaging' } });
+    assert.is(saved.type, 'message_saved', JSON.stringify(saved));
+    const history = await host.request({ action: 'chat_history', session_id: 'native' });
+    assert.equal((history.messages as { content: string }[]).map((m) => m.content), ['said over native messaging'], 'the other host sees it');
+    const api = createSignalingClient({ url: server.url });
+    assert.equal((await api.rpc.chat_history.query({ session_id: 'native' })).messages.map((m) => m.content), ['said over native messaging']);
+
+    const client = await server.client();
+    await client.request('set_params', { params: { temperature: 0.25 } });
+    assert.equal((await second.request({ action: 'get_params' })).params, { temperature: 0.25 }, 'params set on the data channel');
+    await client.request('save_message', { session_id: 'native', message: { role: 'assistant', content: 'answered over WebRTC' } });
+    const both = await second.request({ action: 'chat_history', session_id: 'native' });
+    assert.equal((both.messages as { content: string }[]).map((m) => m.content), ['said over native messaging', 'answered over WebRTC']);
+
+    const before = (await api.rpc.get_stats.query({})).messages.in;
+    await second.request({ action: 'health' });
+    assert.ok((await api.rpc.get_stats.query({})).messages.in > before, 'native traffic counts in the server\'s stats');
   } finally {
     assert.is(await withTimeout(second.close(), 10_000, 'the second host to exit'), 0);
   }
 });
 
-test('stdin ends: the request in flight is cancelled and answered, the store closed, exit code 0', async () => {
-  assert.ok(existsSync(lockFile(dataDir)), 'the host holds the store');
-  // 100 tokens 20 ms apart: still running when the grace for a closed port (500 ms) ends.
+test('stdin ends (Chrome closed the port): the request in flight is cancelled and answered, the host exits 0, the server serves on', async () => {
+  // 100 tokens 20 ms apart: still running when the port closes.
   const slow = [{ role: 'user', content: `${Array.from({ length: 100 }, (_, i) => `w${i}`).join(' ')} [slow]` }];
   const pending = host.request({ action: 'chat', request_id: 'eof', model: 'llama3.2:3b', messages: slow, stream: true });
   await host.next((f) => f.request_id === 'eof' && f.type === 'chunk');
@@ -228,11 +251,14 @@ test('stdin ends: the request in flight is cancelled and answered, the store clo
   expectError(await pending, 'cancelled', 'the request in flight', 'eof');
   // Chrome kills a host 2 s after closing its pipes.
   assert.ok(took < 2_000, `exited in ${took} ms`);
-  assert.not.ok(existsSync(lockFile(dataDir)), 'the store was closed');
+  assert.is(server.app.dispatcher.inFlightCount, 0, 'nothing of the port runs on in the server');
   // stdout held nothing but native messages that Chrome would accept.
   assert.equal(host.violations, []);
   assert.is(host.leftoverBytes(), 0);
   assert.ok(wire.length > 20, `${wire.length} messages read`);
+  const next = await spawnNativeHost({ env: hostEnv() });
+  assert.is((await next.request({ action: 'health' })).type, 'health', 'a new port is served');
+  assert.is(await withTimeout(next.close(), 10_000, 'the host to exit'), 0);
 });
 
 test('a message cut off by the end of input gets an error before the exit', async () => {
@@ -254,19 +280,26 @@ test('a garbage length (4 GiB) is refused at once, and the end of input still ex
   assert.is(await withTimeout(garbage.close(), 15_000, 'the host to exit'), 0);
 });
 
-test('SIGTERM: a shutting_down event, the request in flight finishes within the grace, later ones are refused, exit 0', async () => {
-  const stopping = await spawnNativeHost({ env: hostEnv({ TABAGENT_SHUTDOWN_GRACE_MS: '5000' }) });
-  const messages = [{ role: 'user', content: 'a b c d e f g h [slow]' }];
-  const inFlight = stopping.request({ action: 'chat', request_id: 'term', model: 'llama3.2:3b', messages, stream: true });
-  await stopping.next((f) => f.request_id === 'term' && f.type === 'chunk');
-  const notice = stopping.next((f) => f.type === 'event' && f.event === 'shutting_down');
-  stopping.kill('SIGTERM');
-  assert.equal((await notice).data, { grace_ms: 5000 });
-  expectError(await stopping.request({ action: 'echo', request_id: 'late' }), 'shutting_down', 'a request after SIGTERM', 'late');
-  const answer = await inFlight;
-  assert.is(answer.type, 'chat_response', JSON.stringify(answer));
-  assert.is(await withTimeout(stopping.exited, 10_000, 'the host to exit'), 0);
-  assert.equal(stopping.violations, []);
+test('the server shuts down: a shutting_down event, the request in flight finishes within the grace, later ones are refused, the host exits 0', async () => {
+  const stopping = await startServer({ upstreamUrl: upstream.url, shutdownGraceMs: 5_000 });
+  const relayed = await spawnNativeHost({ env: hostEnv(stopping) });
+  try {
+    const messages = [{ role: 'user', content: 'a b c d e f g h [slow]' }];
+    const inFlight = relayed.request({ action: 'chat', request_id: 'term', model: 'llama3.2:3b', messages, stream: true });
+    await relayed.next((f) => f.request_id === 'term' && f.type === 'chunk');
+    const notice = relayed.next((f) => f.type === 'event' && f.event === 'shutting_down');
+    const closing = stopping.app.close(5_000);
+    assert.equal((await notice).data, { grace_ms: 5000 });
+    expectError(await relayed.request({ action: 'echo', request_id: 'late' }), 'shutting_down', 'a request during the shutdown', 'late');
+    const answer = await inFlight;
+    assert.is(answer.type, 'chat_response', JSON.stringify(answer));
+    await closing;
+    assert.is(await withTimeout(relayed.exited, 10_000, 'the host to exit'), 0);
+    assert.equal(relayed.violations, []);
+  } finally {
+    relayed.kill('SIGKILL');
+    await stopping.close();
+  }
 });
 
 function installer(args: string[], env: Record<string, string>) {
@@ -287,7 +320,7 @@ function extensionId(key: string): string {
 test('--install-native-host --dir writes the manifest and an executable launcher, which Chrome could start', async () => {
   const dir = await tempDir('tabagent-native-manifest-');
   const origin = 'chrome-extension://jagcooplibeiplimiacoilckcllcfkmk/';
-  const { code, stdout, stderr } = installer(['--dir', dir], { TABAGENT_NATIVE_ALLOWED_ORIGINS: origin, TABAGENT_DATA_DIR: dataDir });
+  const { code, stdout, stderr } = installer(['--dir', dir], { TABAGENT_NATIVE_ALLOWED_ORIGINS: origin, TABAGENT_DATA_DIR: server.dataDir });
   assert.is(code, 0, stderr);
   const launcher = path.join(dir, 'native-host.sh');
   const manifestFile = path.join(dir, 'com.tabagent.host.json');
@@ -304,7 +337,8 @@ test('--install-native-host --dir writes the manifest and an executable launcher
   assert.is(statSync(launcher).mode & 0o777, 0o755);
   const script = await readFile(launcher, 'utf8');
   assert.match(script, `cd '${root}'`);
-  assert.match(script, `export TABAGENT_DATA_DIR='${dataDir}'`);
+  assert.match(script, `export TABAGENT_DATA_DIR='${server.dataDir}'`);
+  assert.match(script, 'dist/native-host.mjs');
 
   // Started as Chrome starts it: the launcher itself, the origin as its argument, native messages both ways.
   const child = spawn(launcher, [origin], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -337,7 +371,23 @@ test('--install-native-host refuses without allowed origins, and origins must be
   assert.match(badBrowser.stderr, '--browser must be chrome, chromium or all');
 });
 
-test('Chromium starts the installed host for an extension: connectNative, a fragmented answer, a clean exit', async () => {
+/** Stops the server a host started (by its pid file), waiting until it is gone. */
+async function stopStartedServer(dataDir: string): Promise<void> {
+  const pidFile = serverPidPath(dataDir);
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, 'utf8'));
+  process.kill(pid, 'SIGTERM');
+  for (const deadline = Date.now() + 15_000; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 50))) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+  }
+  process.kill(pid, 'SIGKILL');
+}
+
+test('Chromium with nothing else running: connectNative starts the server; a message saved there is read over WebRTC, and back', async () => {
   const manifest = JSON.parse(await readFile(path.join(extensionDir, 'manifest.json'), 'utf8'));
   const id = extensionId(manifest.key);
   const profileDir = await tempDir('tabagent-native-profile-');
@@ -345,6 +395,7 @@ test('Chromium starts the installed host for an extension: connectNative, a frag
   const install = installer(['--dir', path.join(profileDir, 'NativeMessagingHosts')], {
     TABAGENT_NATIVE_ALLOWED_ORIGINS: `chrome-extension://${id}/`,
     TABAGENT_DATA_DIR: browserDataDir,
+    PORT: '0',
   });
   assert.is(install.code, 0, install.stderr);
 
@@ -352,35 +403,45 @@ test('Chromium starts the installed host for an extension: connectNative, a frag
   try {
     const worker = context.serviceWorkers()[0] ?? (await context.waitForEvent('serviceworker'));
     assert.is(new URL(worker.url()).host, id, 'the id computed from the manifest key');
+    type Exchange = (messages: unknown[], finals: number) => Promise<{ frames: Frame[]; fragments: number; error?: string }>;
+    const exchange = (messages: unknown[]) =>
+      withTimeout(
+        worker.evaluate(([messages]) => (self as unknown as { exchange: Exchange }).exchange(messages as unknown[], (messages as unknown[]).length), [messages]),
+        90_000,
+        'the extension to exchange messages with the host',
+      );
     const data = 'y'.repeat(3 * MiB);
-    const result = await withTimeout(
-      worker.evaluate(
-        ([data]) =>
-          (self as unknown as { exchange(messages: unknown[], finals: number): Promise<{ frames: Frame[]; fragments: number; error?: string }> }).exchange(
-            [
-              { action: 'health', request_id: 'b1' },
-              { route: 'Health', request_id: 'b2' },
-              { action: 'echo', request_id: 'b3', data },
-            ],
-            3,
-          ),
-        [data],
-      ),
-      60_000,
-      'the extension to exchange messages with the host',
-    );
+    const result = await exchange([
+      { action: 'health', request_id: 'b1' },
+      { route: 'Health', request_id: 'b2' },
+      { action: 'echo', request_id: 'b3', data },
+      { action: 'save_message', request_id: 'b4', session_id: 'tab', message: { role: 'user', content: 'from the extension' } },
+    ]);
     assert.is(result.error, undefined, `the port stayed up (${result.error})`);
     const byId = new Map(result.frames.map((frame) => [frame.request_id, frame]));
     assert.is(byId.get('b1')?.type, 'health');
     assert.is(byId.get('b2')?.success, true);
     assert.ok(byId.get('b3')?.data === data, 'the 3 MiB echo reassembled in the extension');
     assert.ok(result.fragments >= 3, `${result.fragments} fragments`);
-    // The worker closed the port: the host closes its store and exits before Chrome would kill it.
-    const deadline = Date.now() + 2_000;
-    while (existsSync(lockFile(browserDataDir)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
-    assert.not.ok(existsSync(lockFile(browserDataDir)), 'the host closed its store after the port closed');
+    assert.is(byId.get('b4')?.type, 'message_saved', JSON.stringify(byId.get('b4')));
+
+    // The host started the server: its log names the address it took.
+    const url = /listening on (http:\/\/[\d.:]+)/.exec(readFileSync(serverLogPath(browserDataDir), 'utf8'))?.[1];
+    assert.ok(url, 'the started server logged its address');
+    const client = await connect({ url, RTCPeerConnection: wrtc.RTCPeerConnection, reconnect: false });
+    try {
+      const history = await client.request('chat_history', { session_id: 'tab' });
+      assert.equal(history.messages.map((m) => m.content), ['from the extension'], 'read over the data channel');
+      await client.request('save_message', { session_id: 'tab', message: { role: 'assistant', content: 'from WebRTC' } });
+    } finally {
+      await client.close();
+    }
+    const back = await exchange([{ action: 'chat_history', request_id: 'b5', session_id: 'tab' }]);
+    const messages = (back.frames.find((frame) => frame.request_id === 'b5')?.messages ?? []) as { content: string }[];
+    assert.equal(messages.map((m) => m.content), ['from the extension', 'from WebRTC'], 'read back over native messaging');
   } finally {
     await context.close();
+    await stopStartedServer(browserDataDir);
   }
 });
 

@@ -90,9 +90,8 @@ test('a WebSocket spends the same budgets: it counts as a new session, and its m
 });
 
 test('a native messaging port has the same message budget', async () => {
-  const host = await spawnNativeHost({
-    env: { TABAGENT_UPSTREAM_URL: 'off', TABAGENT_MESSAGE_RATE_PER_SECOND: '5', TABAGENT_MESSAGE_BURST: '5', DATABASE_URL: 'postgres://none@127.0.0.1:9/none' },
-  });
+  const server = await startServer({ messageRatePerSecond: 5, messageBurst: 5 });
+  const host = await spawnNativeHost({ env: { TABAGENT_DATA_DIR: server.dataDir } });
   try {
     const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => host.request({ action: 'echo', data: i })));
     const { served, limited } = tally(answers);
@@ -102,6 +101,7 @@ test('a native messaging port has the same message budget', async () => {
     assert.is((await host.request({ action: 'echo', data: 'after' })).data, 'after');
   } finally {
     assert.is(await host.close(), 0, 'the host exits cleanly');
+    await server.close();
   }
 });
 

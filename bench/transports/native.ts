@@ -1,5 +1,6 @@
 import { spawnNativeHost } from '../../src/native/client.ts';
 import { procCpuMs, procRssBytes } from '../measure.ts';
+import type { BenchServer } from '../server-process.ts';
 import type { BenchSession, Transport } from './types.ts';
 
 /** Up to Chrome's 64 MiB per message to the host: 32 MiB is about 43 MiB as base64 JSON. */
@@ -7,18 +8,17 @@ const PART_BYTES = 32 * 1024 * 1024;
 
 /**
  * Chrome Native Messaging: one host process per session (Chrome starts one per `connectNative` port), spoken to
- * over its pipes as Chrome would. Setup is the process start; CPU and memory are the host's own, from /proc.
- * The hosts run without a store, as the bench's server does: DATABASE_URL names a closed loopback port, so each
- * host gives up on it at once (the embedded store, one process at a time, would go to the first host only).
+ * over its pipes as Chrome would, relaying to the bench's server. Setup is the host's start to its first relayed
+ * answer. CPU is the host's and the server's; memory is the hosts' (what each port costs the machine).
  */
-export function nativeTransport(): Transport<BenchSession & { pid: number }> {
-  const env = { TABAGENT_MESSAGE_RATE_PER_SECOND: '0', TABAGENT_UPSTREAM_URL: 'off', LOG_LEVEL: 'error', DATABASE_URL: 'postgres://bench@127.0.0.1:9/none' };
+export function nativeTransport(server: BenchServer): Transport<BenchSession & { pid: number }> {
+  const env = { TABAGENT_DATA_DIR: server.dataDir, LOG_LEVEL: 'error' };
   return {
     key: 'native',
     label: 'native host',
-    transferNote: 'base64 in JSON `echo` data, in two requests of 32 MiB (about 43 MiB each as JSON, under Chrome\'s 64 MiB per message to the host); answers come back in the host\'s 1 MiB fragments',
+    transferNote: 'base64 in JSON `echo` data, in two requests of 32 MiB (about 43 MiB each as JSON, under Chrome\'s 64 MiB per message to the host); answers come back in the server\'s 1 MiB fragments, through the host',
     sessionCounts: [1, 10],
-    sessionNote: 'a process per session: 100 host processes would hold about 16 GB and take minutes to start here',
+    sessionNote: 'a host process per session, as Chrome starts one per port',
     async open() {
       const host = await spawnNativeHost({ env });
       const request = async () => {
@@ -39,7 +39,7 @@ export function nativeTransport(): Transport<BenchSession & { pid: number }> {
         close: async () => void (await host.close()),
       };
     },
-    cpuMs: async (session) => procCpuMs(session.pid),
+    cpuMs: async (session) => procCpuMs(session.pid) + (await server.cpuMs()),
     memory: async (sessions) => ({ rssBytes: sessions.reduce((sum, session) => sum + procRssBytes(session.pid), 0) }),
   };
 }

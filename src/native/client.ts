@@ -1,10 +1,12 @@
 /**
- * Drives the native host as Chrome does, for tests and benchmarks: spawns `tsx src/main.ts --native-host`, writes
- * native messages to its stdin, and reads its stdout as Chrome would, refusing any message over Chrome's 1 MiB and
- * reassembling fragment frames.
+ * Drives the native host as Chrome does, for tests and benchmarks: spawns the built host (`dist/native-host.mjs`,
+ * as the installed launcher runs it), writes native messages to its stdin, and reads its stdout as Chrome would,
+ * refusing any message over Chrome's 1 MiB and reassembling fragment frames.
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { NATIVE_HOST_BUNDLE } from './bundle.ts';
 import { FragmentAssembler, isFragmentFrame } from './fragments.ts';
 import { encodeNativeMessage, MAX_HOST_MESSAGE_BYTES, NativeMessageReader } from './framing.ts';
 import { decodeUtf8 } from '../protocol/framing.ts';
@@ -12,9 +14,9 @@ import { decodeUtf8 } from '../protocol/framing.ts';
 export type Frame = Record<string, unknown>;
 
 export interface SpawnOptions {
-  /** Added to this process's environment (e.g. `TABAGENT_UPSTREAM_URL: 'off'`, a temporary `TABAGENT_DATA_DIR`). */
+  /** Added to this process's environment: `TABAGENT_DATA_DIR` (or `TABAGENT_NATIVE_SOCKET`) names the server. */
   env?: Record<string, string>;
-  /** After `--native-host`: what Chrome passes, e.g. the caller's origin. */
+  /** What Chrome passes, e.g. the caller's origin. */
   args?: string[];
 }
 
@@ -48,7 +50,8 @@ export interface NativeHostClient {
 const repoRoot = path.resolve(import.meta.dirname, '../..');
 
 export async function spawnNativeHost(options: SpawnOptions = {}): Promise<NativeHostClient> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--native-host', ...(options.args ?? [])], {
+  if (!existsSync(NATIVE_HOST_BUNDLE)) throw new Error(`${NATIVE_HOST_BUNDLE} is missing: run npm run build`);
+  const child = spawn(process.execPath, [NATIVE_HOST_BUNDLE, ...(options.args ?? [])], {
     cwd: repoRoot,
     env: { ...process.env, ...options.env },
     stdio: ['pipe', 'pipe', 'pipe'],

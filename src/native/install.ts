@@ -3,11 +3,13 @@
  * for the current user (Linux, macOS): a launcher script, because a manifest's `path` must be one absolute
  * executable, and the manifest `com.tabagent.host.json` in each browser's NativeMessagingHosts directory.
  */
+import { existsSync } from 'node:fs';
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ENV_VARS, type Config } from '../config.ts';
+import { NATIVE_HOST_BUNDLE } from './bundle.ts';
 
 export const HOST_NAME = 'com.tabagent.host';
 export const MANIFEST_FILE = `${HOST_NAME}.json`;
@@ -68,6 +70,7 @@ async function install(config: Config, args: readonly string[], env: Record<stri
         '(comma-separated; the id is on chrome://extensions) and run this again',
     );
   }
+  if (!existsSync(NATIVE_HOST_BUNDLE)) throw new Error(`${NATIVE_HOST_BUNDLE} is missing: run npm run build (npm ci runs it)`);
   const platform = process.platform;
   if (platform !== 'linux' && platform !== 'darwin') {
     throw new Error(
@@ -141,9 +144,9 @@ function launcherScript(settings: [string, string][]): string {
     "# Chrome starts it with the caller's origin as an argument and talks to it over stdin/stdout.",
     ...(settings.length ? ['# Settings from the environment the install ran in:'] : []),
     ...settings.map(([name, value]) => `export ${name}=${shellQuote(value)}`),
-    // tsx is resolved from the working directory: the repository's own node_modules.
+    // The host is built JavaScript (npm run build), to start fast; the server it may start runs from here.
     `cd ${shellQuote(repoRoot)} || exit 1`,
-    `exec ${shellQuote(process.execPath)} --import tsx src/main.ts --native-host "$@"`,
+    `exec ${shellQuote(process.execPath)} ${shellQuote(NATIVE_HOST_BUNDLE)} "$@"`,
     '',
   ].join('\n');
 }

@@ -10,3 +10,9 @@ export function nativeMode(args: readonly string[]): NativeMode | undefined {
   if (args.includes('--native-host') || args[0]?.startsWith('chrome-extension://')) return 'host';
   return undefined;
 }
+
+/**
+ * The argument a native host starts the server with: such a server is there for native messaging alone, so if
+ * another host's server got the native socket first, it leaves rather than serve nobody.
+ */
+export const STARTED_BY_HOST = '--started-by-native-host';

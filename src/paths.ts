@@ -1,0 +1,23 @@
+/**
+ * Where the server keeps its files, named in one place for the server and for the native messaging host (which
+ * must find the running server without loading the server's code, to start fast).
+ */
+import path from 'node:path';
+
+/** The data directory when TABAGENT_DATA_DIR is unset, relative to the working directory (the repository's). */
+export const DEFAULT_DATA_DIR = '.data';
+
+/** The Unix socket the server serves native messaging on, which the native host relays Chrome's port to. */
+export function nativeSocketPath(dataDir: string, configured?: string): string {
+  return path.resolve(configured ?? path.join(dataDir, 'native.sock'));
+}
+
+/** The process id of the server that owns the native socket: `kill $(cat <dataDir>/server.pid)` stops it. */
+export function serverPidPath(dataDir: string): string {
+  return path.resolve(dataDir, 'server.pid');
+}
+
+/** Where a server the native host started writes its log. */
+export function serverLogPath(dataDir: string): string {
+  return path.resolve(dataDir, 'server.log');
+}
