@@ -90,7 +90,9 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     stats,
   );
   const sessionRate = new SessionRate(config.sessionRatePerMinute);
-  const peerProcesses = deps.createPeer || config.peerProcesses === 0 ? undefined : new PeerProcessPool(config.peerProcesses);
+  const peerProcesses = deps.createPeer || config.peerProcesses === 0
+    ? undefined
+    : new PeerProcessPool(config.peerProcesses, { heartbeatTimeoutMs: config.peerHeartbeatTimeoutMs });
   const createPeer = deps.createPeer ?? peerProcesses?.createPeer ?? createWrtcPeer;
   sessions = new SessionManager(config, { createPeer: peers.track(createPeer), dispatcher, stats, sessionRate });
   const signaling = new Signaling(sessions, config);

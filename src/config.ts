@@ -35,6 +35,8 @@ export const configSchema = z.object({
    * not the server. 0 runs them in the server's own process (a little faster, unprotected).
    */
   peerProcesses: z.coerce.number().int().min(0).max(64).default(1),
+  /** A peer process silent this long (a ping unanswered) is killed and replaced; its sessions resume on the new one. */
+  peerHeartbeatTimeoutMs: z.coerce.number().int().positive().default(10_000),
   iceServers: z.array(iceServer).default([]),
   /** TURN servers handed out with ephemeral credentials from `turnSecret` (coturn's `use-auth-secret`). */
   turnUrls: z.array(z.string().regex(/^turns?:/, 'must be turn: or turns: URLs')).default([]),
@@ -105,6 +107,7 @@ export const ENV_VARS = {
   resumeGraceMs: 'TABAGENT_RESUME_GRACE_MS',
   resumeBufferBytes: 'TABAGENT_RESUME_BUFFER_BYTES',
   peerProcesses: 'TABAGENT_PEER_PROCESSES',
+  peerHeartbeatTimeoutMs: 'TABAGENT_PEER_HEARTBEAT_TIMEOUT_MS',
   iceServers: 'TABAGENT_ICE_SERVERS',
   turnUrls: 'TABAGENT_TURN_URLS',
   turnSecret: 'TABAGENT_TURN_SECRET',

@@ -164,6 +164,30 @@ test('an offer whose peer process dies while it is made is made again on a live 
   }
 });
 
+test('a peer process that stops answering is killed and replaced: its session resumes, a new offer is served', async () => {
+  const server = await startServer({ peerHeartbeatTimeoutMs: 1_000 }, { engines: fakeInference({ tokenDelayMs: 40 }) });
+  try {
+    const pool = server.app.peerProcesses!;
+    const client = await server.client({ reconnect: { initialDelayMs: 20, maxDelayMs: 200, disconnectedMs: 0 } });
+    const [hung] = pool.processes;
+    const stream = client.stream('chat', { messages: [{ role: 'user', content: words(60) }] });
+    const chunks: Chunk[] = [];
+    for await (const chunk of stream) {
+      chunks.push(chunk);
+      if (chunks.length === 3) process.kill(hung.pid!, 'SIGSTOP');
+    }
+    assert.is((await stream.result).response, words(60), 'the stream finished, resumed on the new process');
+    assert.equal(chunks.map((c) => c.index), [...Array(60).keys()], 'each chunk once, in order');
+    assert.not.ok(alive(hung.pid!), 'the hung process was killed');
+    assert.is(pool.crashes, 1);
+    const { status, health } = await offerAndConnect(server.url);
+    assert.is(status, 200);
+    assert.is(health?.status, 'ok');
+  } finally {
+    await server.close();
+  }
+});
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);

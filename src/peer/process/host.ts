@@ -181,6 +181,8 @@ function run(command: Command, payload: Uint8Array | undefined): void {
       pc?.close();
       return;
     }
+    case 'ping':
+      return emit({ ev: 'pong' });
   }
 }
 

@@ -1,21 +1,25 @@
 import { log } from '../../log.ts';
 import type { PeerFactory } from '../wrtc.ts';
-import { PeerProcess, RemotePeer } from './remote.ts';
+import { PeerProcess, RemotePeer, type PeerProcessOptions } from './remote.ts';
 
 /** A host that dies sooner than this after starting is not restarted until a peer needs one. */
 const RESTART_AFTER_MS = 1_000;
 
 /**
  * The peer processes the server's WebRTC peers live in: `size` of them, each new peer going to the one holding
- * fewest. One that dies is replaced at once; its peers fail, and their sessions wait for a resume.
+ * fewest. One that dies, or stops answering and is killed, is replaced at once; its peers fail, and their
+ * sessions wait for a resume.
  */
 export class PeerProcessPool {
   #processes: PeerProcess[] = [];
   #closed = false;
-  /** Processes that died while the server was running (a native crash, or killed). */
+  /** Processes that died while the server was running (a native crash, killed, or hung). */
   crashes = 0;
 
-  constructor(readonly size: number) {}
+  constructor(
+    readonly size: number,
+    readonly options: PeerProcessOptions,
+  ) {}
 
   /** The factory for the session manager. A RemotePeer has the members of RTCPeerConnection the sessions use. */
   readonly createPeer: PeerFactory = (config) => new RemotePeer(this.#pick(), config) as unknown as RTCPeerConnection;
@@ -55,7 +59,7 @@ export class PeerProcessPool {
   }
 
   #start(): void {
-    const host = new PeerProcess();
+    const host = new PeerProcess(this.options);
     const startedAt = Date.now();
     this.#processes.push(host);
     void host.exited.then(({ code, signal }) => {
@@ -64,7 +68,8 @@ export class PeerProcessPool {
       this.crashes++;
       // Started again at once, so resuming clients find it warm; one that dies as it starts waits for a peer to need it.
       const replaceNow = Date.now() - startedAt > RESTART_AFTER_MS && this.#processes.length < this.size;
-      log.warn('peer process died; its sessions wait for their clients to resume', { code, signal, crashes: this.crashes, replaced: replaceNow });
+      const what = host.hung ? 'peer process stopped answering and was killed' : 'peer process died';
+      log.warn(`${what}; its sessions wait for their clients to resume`, { code, signal, crashes: this.crashes, replaced: replaceNow });
       if (replaceNow) this.#start();
     });
   }
