@@ -14,6 +14,7 @@ import { errorResponse, json } from './http/json.ts';
 import { limitBody, limitNesting } from './http/limit.ts';
 import { handleRest, REST_PREFIX } from './http/rest.ts';
 import { PeerCount } from './peer/count.ts';
+import { fdBudget, openFileLimit, withFdBudget } from './peer/fd-budget.ts';
 import { PeerProcessPool } from './peer/process/pool.ts';
 import { createWrtcPeer, type PeerFactory } from './peer/wrtc.ts';
 import { MAX_NESTING_DEPTH } from './protocol/frames.ts';
@@ -92,8 +93,8 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
   const sessionRate = new SessionRate(config.sessionRatePerMinute);
   const peerProcesses = deps.createPeer || config.peerProcesses === 0
     ? undefined
-    : new PeerProcessPool(config.peerProcesses, { heartbeatTimeoutMs: config.peerHeartbeatTimeoutMs });
-  const createPeer = deps.createPeer ?? peerProcesses?.createPeer ?? createWrtcPeer;
+    : new PeerProcessPool(config.peerProcesses, { fdBudget: config.peerFdBudget, heartbeatTimeoutMs: config.peerHeartbeatTimeoutMs });
+  const createPeer = deps.createPeer ?? peerProcesses?.createPeer ?? withFdBudget(createWrtcPeer, fdBudget(openFileLimit(), config.peerFdBudget));
   sessions = new SessionManager(config, { createPeer: peers.track(createPeer), dispatcher, stats, sessionRate });
   const signaling = new Signaling(sessions, config);
   const websockets = new WebSocketEndpoint(config, { dispatcher, stats, sessionRate });

@@ -3,6 +3,7 @@
  * can segfault it) ends this process, not the server. The server (remote.ts) drives it over stdin/stdout;
  * logs go to stderr. It exits when stdin ends: the server closed it, or the server is gone.
  */
+import { openFileLimit } from '../fd-budget.ts';
 import { createWrtcPeer } from '../wrtc.ts';
 import { invalidState, type Command, type PeerEvent, type PeerSnapshot } from './protocol.ts';
 import { encodeMessage, MessageReader } from './wire.ts';
@@ -190,7 +191,7 @@ const reader = new MessageReader();
 process.stdin.on('data', (chunk: Buffer) => {
   for (const { header, payload } of reader.push(chunk)) run(header as Command, payload);
 });
-emit({ ev: 'ready' });
+emit({ ev: 'ready', fdLimit: openFileLimit() });
 process.stdin.on('end', () => {
   for (const pc of peers.values()) pc.close();
   // wrtc's native threads can keep the loop alive after every peer closed: leave explicitly.

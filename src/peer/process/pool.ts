@@ -1,14 +1,20 @@
 import { log } from '../../log.ts';
+import { fdBudget, overBudget, roomForPeer } from '../fd-budget.ts';
 import type { PeerFactory } from '../wrtc.ts';
 import { PeerProcess, RemotePeer, type PeerProcessOptions } from './remote.ts';
 
 /** A host that dies sooner than this after starting is not restarted until a peer needs one. */
 const RESTART_AFTER_MS = 1_000;
 
+export interface PoolOptions extends PeerProcessOptions {
+  /** File descriptors the peers of one process may hold; by default its open-file limit less a reserve. */
+  fdBudget?: number;
+}
+
 /**
  * The peer processes the server's WebRTC peers live in: `size` of them, each new peer going to the one holding
- * fewest. One that dies, or stops answering and is killed, is replaced at once; its peers fail, and their
- * sessions wait for a resume.
+ * fewest, among those with file descriptors to spare (fd-budget.ts). One that dies, or stops answering and is
+ * killed, is replaced at once; its peers fail, and their sessions wait for a resume.
  */
 export class PeerProcessPool {
   #processes: PeerProcess[] = [];
@@ -18,15 +24,20 @@ export class PeerProcessPool {
 
   constructor(
     readonly size: number,
-    readonly options: PeerProcessOptions,
+    readonly options: PoolOptions,
   ) {}
 
   /** The factory for the session manager. A RemotePeer has the members of RTCPeerConnection the sessions use. */
   readonly createPeer: PeerFactory = (config) => new RemotePeer(this.#pick(), config) as unknown as RTCPeerConnection;
 
-  /** The processes running now, and the peers and channels each holds. */
-  get processes(): { pid: number | undefined; peers: number; channels: number }[] {
-    return this.#processes.map((host) => ({ pid: host.pid, peers: host.peers.size, channels: host.channels.size }));
+  /** The processes running now: the peers and channels each holds, and its file-descriptor budget for peers. */
+  get processes(): { pid: number | undefined; peers: number; channels: number; fdBudget: number }[] {
+    return this.#processes.map((host) => ({
+      pid: host.pid,
+      peers: host.peers.size,
+      channels: host.channels.size,
+      fdBudget: fdBudget(host.fdLimit, this.options.fdBudget),
+    }));
   }
 
   /**
@@ -50,7 +61,9 @@ export class PeerProcessPool {
     // One that has died but is not yet forgotten (its exit is being handled) is no place for a new peer.
     this.#processes = this.#processes.filter((host) => host.alive);
     this.#fill();
-    return this.#processes.reduce((least, host) => (host.peers.size < least.peers.size ? host : least));
+    const roomy = this.#processes.filter((host) => roomForPeer(host.peers.values(), fdBudget(host.fdLimit, this.options.fdBudget)));
+    if (roomy.length === 0) throw overBudget(this.processes.map((p) => p.fdBudget));
+    return roomy.reduce((least, host) => (host.peers.size < least.peers.size ? host : least));
   }
 
   /** Starts processes until there are `size`. */

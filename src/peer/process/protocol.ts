@@ -34,8 +34,11 @@ export type Command =
 
 /** Peer process to server. `message` carries the message as the payload. */
 export type PeerEvent =
-  /** The first event: wrtc is loaded and commands are served. */
-  | { ev: 'ready' }
+  /**
+   * The first event: wrtc is loaded and commands are served. `fdLimit`: the process's open-file limit, null where
+   * it cannot be read; its peers' file descriptors are budgeted against it (fd-budget.ts).
+   */
+  | { ev: 'ready'; fdLimit: number | null }
   | { ev: 'pong' }
   | { ev: 'reply'; call: number; peer: number; snapshot: PeerSnapshot; value?: unknown; error?: { name: string; message: string } }
   | { ev: 'peer'; peer: number; snapshot: PeerSnapshot; fire: 'icecandidate' | 'icegatheringstatechange' | 'connectionstatechange'; candidate?: RTCIceCandidateInit | null }

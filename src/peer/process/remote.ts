@@ -37,6 +37,8 @@ export class PeerProcess {
   #alive = true;
   #closing = false;
   #hung = false;
+  /** Its open-file limit, as it reported it once ready; null where it could not read it. */
+  fdLimit: number | null = null;
   readonly #heartbeat: Heartbeat;
   readonly #child: ChildProcess;
   readonly #calls = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
@@ -129,6 +131,7 @@ export class PeerProcess {
   #receive(event: PeerEvent, payload: Uint8Array | undefined): void {
     switch (event.ev) {
       case 'ready':
+        this.fdLimit = event.fdLimit;
         return this.#markReady();
       case 'pong':
         return;
