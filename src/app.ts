@@ -169,6 +169,8 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
       return response;
     },
     close(graceMs) {
+      // Nothing starts during shutdown: no peer process, for a new peer or to replace one that died.
+      peerProcesses?.drain();
       closing ??= Promise.all([
         sessions.shutdown(graceMs),
         websockets.shutdown(graceMs),

@@ -1,7 +1,8 @@
 /**
- * The server entry: `npx tsx src/main.ts` (Node) or `deno task dev` (Deno). Reads config from the environment,
- * serves the fetch handler, shuts down gracefully on SIGINT/SIGTERM. `--native-host` serves the same app to Chrome
- * over native messaging instead, and `--install-native-host` registers that host (docs/NATIVE_MESSAGING.md).
+ * The server entry: `npm start` (Node: `node --import tsx src/main.ts`) or `deno task dev` (Deno). Reads config
+ * from the environment, serves the fetch handler, shuts down gracefully on SIGINT/SIGTERM. `--native-host` serves
+ * the same app to Chrome over native messaging instead, and `--install-native-host` registers that host
+ * (docs/NATIVE_MESSAGING.md).
  */
 import { createApp } from './app.ts';
 import { loadConfig } from './config.ts';
@@ -33,10 +34,20 @@ const server = serveApp(app, { hostname: config.host, port: config.port });
 await server.ready();
 log.info(`tabagent-webrtc listening on http://${config.host}:${config.port}`, { trpc: '/trpc', rest: '/v1/webrtc/', websocket: WEBSOCKET_PATH, store: store?.kind });
 
-let stopping = false;
+/**
+ * One Ctrl-C can arrive more than once: the terminal signals the whole process group, and a parent (tsx, npm)
+ * relays the signal it got to this process too. A repeat within this window is the same request to stop; a later
+ * one asks to exit at once.
+ */
+const REPEAT_WINDOW_MS = 1_000;
+let stoppingSince: number | undefined;
 async function stop(signal: string): Promise<void> {
-  if (stopping) return process.exit(1); // a second signal means now
-  stopping = true;
+  if (stoppingSince !== undefined) {
+    if (Date.now() - stoppingSince < REPEAT_WINDOW_MS) return;
+    log.warn(`${signal} again: exiting without waiting for requests in flight`);
+    return process.exit(1);
+  }
+  stoppingSince = Date.now();
   log.info(`${signal}: shutting down`, { grace_ms: config.shutdownGraceMs });
   await app.close();
   await server.close(true);

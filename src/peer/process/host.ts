@@ -1,7 +1,8 @@
 /**
- * The peer process: holds the server's wrtc peers so that a native crash in wrtc (a send racing a remote close
- * can segfault it) ends this process, not the server. The server (remote.ts) drives it over stdin/stdout;
- * logs go to stderr. It exits when stdin ends: the server closed it, or the server is gone.
+ * The peer process: holds the server's wrtc peers so that a native crash in wrtc ends this process, not the
+ * server. The server (remote.ts) drives it over stdin/stdout; logs go to stderr. It exits when stdin ends: the
+ * server closed it, or the server is gone. Signals do not end it: on SIGINT or SIGTERM (a Ctrl-C, systemd
+ * stopping the service) the server still drains its requests through these peers, then closes it.
  */
 import { openFileLimit } from '../fd-budget.ts';
 import { createWrtcPeer } from '../wrtc.ts';
@@ -19,7 +20,18 @@ const DRAIN_POLL_MS = 2;
 const REPORT_BYTES = 256 * 1024;
 const REPORT_DELAY_MS = 10;
 
-const writeOut = process.stdout.write.bind(process.stdout);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => {});
+
+const stdout = process.stdout.write.bind(process.stdout);
+/** A write to a server that is gone fails with EPIPE: nothing is left to serve. */
+const writeOut = (bytes: Uint8Array) => {
+  try {
+    stdout(bytes);
+  } catch {
+    process.exit(0);
+  }
+};
+process.stdout.on('error', () => process.exit(0));
 // stdout carries the protocol alone: anything else printed lands on stderr.
 process.stdout.write = process.stderr.write.bind(process.stderr) as typeof process.stdout.write;
 /**

@@ -1,3 +1,4 @@
+import { AppError } from '../../errors.ts';
 import { log } from '../../log.ts';
 import { fdBudget, overBudget, roomForPeer } from '../fd-budget.ts';
 import type { PeerFactory } from '../wrtc.ts';
@@ -18,7 +19,8 @@ export interface PoolOptions extends PeerProcessOptions {
  */
 export class PeerProcessPool {
   #processes: PeerProcess[] = [];
-  #closed = false;
+  /** Set once shutdown begins: from then on no process is started, for a peer or to replace one. */
+  #stopping = false;
   /** Processes that died while the server was running (a native crash, killed, or hung). */
   crashes = 0;
 
@@ -45,19 +47,24 @@ export class PeerProcessPool {
    * load); resolves once they serve.
    */
   async start(): Promise<void> {
-    if (!this.#closed) this.#fill();
+    if (!this.#stopping) this.#fill();
     await Promise.all(this.#processes.map((host) => host.ready));
+  }
+
+  /** Shutdown has begun: the processes keep serving the peers they hold, but none is started any more. */
+  drain(): void {
+    this.#stopping = true;
   }
 
   /** Ends every host; their peers close with them. */
   async close(): Promise<void> {
-    this.#closed = true;
+    this.#stopping = true;
     await Promise.all(this.#processes.map((host) => host.close()));
     this.#processes = [];
   }
 
   #pick(): PeerProcess {
-    if (this.#closed) throw new Error('The peer processes are closed (the server is shutting down)');
+    if (this.#stopping) throw new AppError('shutting_down', 'Server is shutting down; try again shortly');
     // One that has died but is not yet forgotten (its exit is being handled) is no place for a new peer.
     this.#processes = this.#processes.filter((host) => host.alive);
     this.#fill();
@@ -77,7 +84,7 @@ export class PeerProcessPool {
     this.#processes.push(host);
     void host.exited.then(({ code, signal }) => {
       this.#processes = this.#processes.filter((running) => running !== host);
-      if (this.#closed || host.closing) return;
+      if (this.#stopping || host.closing) return;
       this.crashes++;
       // Started again at once, so resuming clients find it warm; one that dies as it starts waits for a peer to need it.
       const replaceNow = Date.now() - startedAt > RESTART_AFTER_MS && this.#processes.length < this.size;

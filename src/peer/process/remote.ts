@@ -46,7 +46,9 @@ export class PeerProcess {
 
   constructor(options: PeerProcessOptions) {
     const [command, args] = hostCommand();
-    this.#child = spawn(command, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+    // A process group of its own: a Ctrl-C in the terminal, or a signal to the server's group, reaches the server,
+    // which drains its requests and then ends this process itself (it ignores those signals too: host.ts).
+    this.#child = spawn(command, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'], detached: true });
     this.#heartbeat = new Heartbeat({
       timeoutMs: options.heartbeatTimeoutMs,
       startupTimeoutMs: Math.max(STARTUP_TIMEOUT_MS, options.heartbeatTimeoutMs),
