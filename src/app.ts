@@ -15,6 +15,7 @@ import { limitBody, limitNesting } from './http/limit.ts';
 import { handleRest, REST_PREFIX } from './http/rest.ts';
 import { NativeEndpoint } from './native/endpoint.ts';
 import { PeerCount } from './peer/count.ts';
+import { fdBudget, openFileLimit, withFdBudget } from './peer/fd-budget.ts';
 import { PeerProcessPool } from './peer/process/pool.ts';
 import { createWrtcPeer, type PeerFactory } from './peer/wrtc.ts';
 import { MAX_NESTING_DEPTH } from './protocol/frames.ts';
@@ -95,8 +96,10 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     stats,
   );
   const sessionRate = new SessionRate(config.sessionRatePerMinute);
-  const peerProcesses = deps.createPeer || config.peerProcesses === 0 ? undefined : new PeerProcessPool(config.peerProcesses);
-  const createPeer = deps.createPeer ?? peerProcesses?.createPeer ?? createWrtcPeer;
+  const peerProcesses = deps.createPeer || config.peerProcesses === 0
+    ? undefined
+    : new PeerProcessPool(config.peerProcesses, { fdBudget: config.peerFdBudget, heartbeatTimeoutMs: config.peerHeartbeatTimeoutMs });
+  const createPeer = deps.createPeer ?? peerProcesses?.createPeer ?? withFdBudget(createWrtcPeer, fdBudget(openFileLimit(), config.peerFdBudget));
   sessions = new SessionManager(config, { createPeer: peers.track(createPeer), dispatcher, stats, sessionRate });
   const signaling = new Signaling(sessions, config, undefined);
   const websockets = new WebSocketEndpoint(config, { dispatcher, stats, sessionRate });
@@ -188,6 +191,8 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
       return response;
     },
     close(graceMs) {
+      // Nothing starts during shutdown: no peer process, for a new peer or to replace one that died.
+      peerProcesses?.drain();
       closing ??= Promise.all([
         sessions.shutdown(graceMs),
         websockets.shutdown(graceMs),

@@ -37,6 +37,14 @@ export const configSchema = z.object({
    * not the server. 0 runs them in the server's own process (a little faster, unprotected).
    */
   peerProcesses: z.coerce.number().int().min(0).max(64).default(1),
+  /**
+   * File descriptors the peers of one process may hold (about 100 an offer not yet answered, 20 a connected peer);
+   * past it new offers get 503 `server_busy`, before the process could fail with EMFILE. Default: the process's
+   * open-file limit less 128 (unbounded where the limit cannot be read).
+   */
+  peerFdBudget: z.coerce.number().int().positive().optional(),
+  /** A peer process silent this long (a ping unanswered) is killed and replaced; its sessions resume on the new one. */
+  peerHeartbeatTimeoutMs: z.coerce.number().int().positive().default(10_000),
   iceServers: z.array(iceServer).default([]),
   /** TURN servers handed out with ephemeral credentials from `turnSecret` (coturn's `use-auth-secret`). */
   turnUrls: z.array(z.string().regex(/^turns?:/, 'must be turn: or turns: URLs')).default([]),
@@ -120,6 +128,8 @@ export const ENV_VARS = {
   resumeGraceMs: 'TABAGENT_RESUME_GRACE_MS',
   resumeBufferBytes: 'TABAGENT_RESUME_BUFFER_BYTES',
   peerProcesses: 'TABAGENT_PEER_PROCESSES',
+  peerFdBudget: 'TABAGENT_PEER_FD_BUDGET',
+  peerHeartbeatTimeoutMs: 'TABAGENT_PEER_HEARTBEAT_TIMEOUT_MS',
   iceServers: 'TABAGENT_ICE_SERVERS',
   turnUrls: 'TABAGENT_TURN_URLS',
   turnSecret: 'TABAGENT_TURN_SECRET',

@@ -1,8 +1,8 @@
 /**
- * The server entry: `npx tsx src/main.ts` (Node) or `deno task dev` (Deno). Reads config from the environment,
- * serves the fetch handler and the native socket, shuts down gracefully on SIGINT/SIGTERM. `--native-host` is the
- * native messaging host instead, a relay to this server (src/native/relay.ts), and `--install-native-host`
- * registers that host (docs/NATIVE_MESSAGING.md).
+ * The server entry: `npm start` (Node: `node --import tsx src/main.ts`) or `deno task dev` (Deno). Reads config
+ * from the environment, serves the fetch handler and the native socket, shuts down gracefully on SIGINT/SIGTERM.
+ * `--native-host` is the native messaging host instead, a relay to this server (src/native/relay.ts), and
+ * `--install-native-host` registers that host (docs/NATIVE_MESSAGING.md).
  */
 import { rmSync, writeFileSync } from 'node:fs';
 import { createApp, type App } from './app.ts';
@@ -30,7 +30,13 @@ const app = createApp(config, { store });
 await app.peerProcesses?.start();
 const server = serveApp(app, { hostname: config.host, port: config.port });
 await orCannotStart(() => server.ready());
-let stopping = false;
+/**
+ * One Ctrl-C can arrive more than once: the terminal signals the whole process group, and a parent (tsx, npm)
+ * relays the signal it got to this process too. A repeat within this window is the same request to stop; a later
+ * one asks to exit at once.
+ */
+const REPEAT_WINDOW_MS = 1_000;
+let stoppingSince: number | undefined;
 let nativeSocket: string | undefined;
 process.on('SIGINT', () => void stop('SIGINT'));
 process.on('SIGTERM', () => void stop('SIGTERM'));
@@ -51,8 +57,12 @@ if (!isLoopbackBind(config.host)) {
 if (config.exitWhenIdleMs > 0) exitWhenIdle(app, config.exitWhenIdleMs);
 
 async function stop(why: string): Promise<void> {
-  if (stopping) return process.exit(1); // a second signal means now
-  stopping = true;
+  if (stoppingSince !== undefined) {
+    if (Date.now() - stoppingSince < REPEAT_WINDOW_MS) return;
+    log.warn(`${why} again: exiting without waiting for requests in flight`);
+    return process.exit(1);
+  }
+  stoppingSince = Date.now();
   log.info(`${why}: shutting down`, { grace_ms: config.shutdownGraceMs });
   await app.close();
   await server.close(true);

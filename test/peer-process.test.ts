@@ -7,6 +7,7 @@ import * as assert from 'uvu/assert';
 import type { Chunk } from '../src/client/index.ts';
 import { encodeMessage, MessageReader } from '../src/peer/process/wire.ts';
 import { fakeInference } from './fixtures/engine.ts';
+import { FrameInbox, rawPeer } from './fixtures/raw-peer.ts';
 import { FetchEventSource } from './fixtures/sse.ts';
 import { startServer, until } from './fixtures/server.ts';
 
@@ -125,6 +126,66 @@ test('shutdown ends the peer processes with the server', async () => {
   assert.equal(pool.processes, []);
   await until(() => pids.every((pid) => !alive(pid)), 'the peer processes to exit');
   assert.is(pool.crashes, 0, 'an orderly exit is not a crash');
+});
+
+/** Offers over REST, answered by a bare wrtc peer: an offer whose making fails shows as its status. */
+async function offerAndConnect(url: string): Promise<{ status: number; body: Record<string, unknown>; health?: Record<string, unknown> }> {
+  const response = await fetch(`${url}/v1/webrtc/offer`, { method: 'POST', body: '{}' });
+  const body = (await response.json()) as Record<string, unknown>;
+  if (response.status !== 200) return { status: response.status, body };
+  const peer = rawPeer();
+  try {
+    const answerSdp = await peer.answer(body.offerSdp as string);
+    await fetch(`${url}/v1/webrtc/answer/${body.sessionId}`, { method: 'POST', body: JSON.stringify({ answerSdp }) });
+    const inbox = new FrameInbox(await peer.channel('tabagent'));
+    const health = await inbox.exchange(JSON.stringify({ action: 'health', request_id: 'h' }), (f) => f.request_id === 'h');
+    return { status: response.status, body, health };
+  } finally {
+    peer.close();
+  }
+}
+
+test('an offer whose peer process dies while it is made is made again on a live one: 200, and it connects', async () => {
+  const server = await startServer();
+  try {
+    const pool = server.app.peerProcesses!;
+    const [doomed] = pool.processes;
+    // Stopped, it holds the offer's peer without answering: the offer is in flight there when it dies.
+    process.kill(doomed.pid!, 'SIGSTOP');
+    const offered = offerAndConnect(server.url);
+    await until(() => pool.processes[0].peers === 1, 'the offer\'s peer to be made in the stopped process');
+    process.kill(doomed.pid!, 'SIGKILL');
+    const { status, body, health } = await offered;
+    assert.is(status, 200, JSON.stringify(body));
+    assert.is(health?.status, 'ok', 'the session made on the new process serves');
+    assert.is.not(pool.processes[0].pid, doomed.pid);
+  } finally {
+    await server.close();
+  }
+});
+
+test('a peer process that stops answering is killed and replaced: its session resumes, a new offer is served', async () => {
+  const server = await startServer({ peerHeartbeatTimeoutMs: 1_000 }, { engines: fakeInference({ tokenDelayMs: 40 }) });
+  try {
+    const pool = server.app.peerProcesses!;
+    const client = await server.client({ reconnect: { initialDelayMs: 20, maxDelayMs: 200, disconnectedMs: 0 } });
+    const [hung] = pool.processes;
+    const stream = client.stream('chat', { messages: [{ role: 'user', content: words(60) }] });
+    const chunks: Chunk[] = [];
+    for await (const chunk of stream) {
+      chunks.push(chunk);
+      if (chunks.length === 3) process.kill(hung.pid!, 'SIGSTOP');
+    }
+    assert.is((await stream.result).response, words(60), 'the stream finished, resumed on the new process');
+    assert.equal(chunks.map((c) => c.index), [...Array(60).keys()], 'each chunk once, in order');
+    assert.not.ok(alive(hung.pid!), 'the hung process was killed');
+    assert.is(pool.crashes, 1);
+    const { status, health } = await offerAndConnect(server.url);
+    assert.is(status, 200);
+    assert.is(health?.status, 'ok');
+  } finally {
+    await server.close();
+  }
 });
 
 function alive(pid: number): boolean {

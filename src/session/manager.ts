@@ -29,6 +29,8 @@ export interface ManagerDeps {
  * thousand on one session stalled every other session for seconds.
  */
 const MAX_CANDIDATES = 64;
+/** Peers an offer may go through when they fail while it is made (a peer process dying each time). */
+const OFFER_ATTEMPTS = 3;
 /** How long the links get to hand over the last answers before the peers close. */
 const FLUSH_MS = 1_000;
 /** An empty send buffer is not delivery: SCTP still holds the tail briefly, and closing drops it at the peer. */
@@ -40,6 +42,8 @@ export class SessionManager {
   private readonly byResumeToken = new Map<string, Session>();
   private readonly perIp = new Map<string, number>();
   private readonly answering = new Set<Session>();
+  /** Sessions whose offer is being made. */
+  private readonly offering = new Set<Session>();
   /** Client candidates applied, or being applied, to each server peer (a resume's new peer starts at 0). */
   private readonly candidatesPerPeer = new WeakMap<RTCPeerConnection, number>();
   private readonly sweepTimer: ReturnType<typeof setInterval>;
@@ -241,21 +245,42 @@ export class SessionManager {
     return this.deps.createPeer({ iceServers: iceServersFor(this.config, 'tabagent-server').iceServers });
   }
 
-  /** Makes the session's current peer's offer, with the server's `tabagent` channel served. */
+  /**
+   * Makes the session's current peer's offer, with the server's `tabagent` channel served. A peer that fails
+   * meanwhile (its peer process died, or hung and was killed) is replaced and the offer made again: the client
+   * only sees it take longer.
+   */
   private async offer(session: Session, trickle?: boolean): Promise<string> {
-    const { pc } = session;
-    this.watchPeer(session, pc);
-    try {
-      const offer = await createServerOffer(pc, trickle ? 0 : this.config.iceGatheringTimeoutMs);
-      if (session.closed) throw new AppError('shutting_down', 'Session closed while its offer was made');
-      if (session.pc !== pc) throw new AppError('conflict', 'Session was resumed again while this offer was made');
-      this.serve(session, offer.channel, true);
-      return offer.sdp;
-    } catch (error) {
-      if (session.pc === pc) session.lose('offer failed');
-      if (error instanceof AppError) throw error;
-      log.error('could not create an offer', { session: redact(session.id), error });
-      throw new AppError('internal', 'Could not create a WebRTC offer', { cause: error });
+    for (let attempt = 1; ; attempt++) {
+      const { pc } = session;
+      this.watchPeer(session, pc);
+      this.offering.add(session);
+      try {
+        const offer = await createServerOffer(pc, trickle ? 0 : this.config.iceGatheringTimeoutMs);
+        if (session.closed) throw new AppError('shutting_down', 'Session closed while its offer was made');
+        if (session.pc !== pc) throw new AppError('conflict', 'Session was resumed again while this offer was made');
+        if (pc.connectionState === 'failed') throw new PeerFailed();
+        this.serve(session, offer.channel, true);
+        return offer.sdp;
+      } catch (error) {
+        const failed = session.pc === pc && !session.closed && pc.connectionState === 'failed';
+        if (failed && attempt < OFFER_ATTEMPTS) {
+          log.warn('the peer failed while its offer was made; making it again on a new one', { session: redact(session.id), attempt });
+          try {
+            session.retryOffer(this.newPeer());
+            continue;
+          } catch (refused) {
+            error = refused;
+          }
+        }
+        if (session.pc === pc) session.lose('offer failed');
+        if (error instanceof AppError) throw error;
+        if (failed) throw new AppError('server_busy', 'The server\'s WebRTC peers kept failing while the offer was made; try again shortly', { cause: error });
+        log.error('could not create an offer', { session: redact(session.id), error });
+        throw new AppError('internal', 'Could not create a WebRTC offer', { cause: error });
+      } finally {
+        this.offering.delete(session);
+      }
     }
   }
 
@@ -276,8 +301,11 @@ export class SessionManager {
           session.peerDisconnected(this.config.disconnectGraceMs);
           break;
         case 'failed':
+          // While its offer is made, offer() replaces a failed peer.
+          if (!this.offering.has(session)) session.lose('peer connection failed');
+          break;
         case 'closed':
-          session.lose(`peer connection ${pc.connectionState}`);
+          session.lose('peer connection closed');
       }
     };
     pc.ondatachannel = ({ channel }) => (current() ? this.serve(session, channel, false) : channel.close());
@@ -329,6 +357,13 @@ export class SessionManager {
     const left = (this.perIp.get(session.ip) ?? 1) - 1;
     if (left > 0) this.perIp.set(session.ip, left);
     else this.perIp.delete(session.ip);
+  }
+}
+
+/** The peer failed while its offer was made. */
+class PeerFailed extends Error {
+  constructor() {
+    super('The peer connection failed while its offer was made');
   }
 }
 

@@ -170,17 +170,13 @@ export class Session {
 
   /** A resume: the old peer is closed here (this side closing is the safe order under wrtc) and `pc` takes over. */
   replacePeer(pc: RTCPeerConnection, expiresAt: number): void {
-    if (this.closed) throw new AppError('not_found', 'No such session (it may have expired or been closed)');
-    clearTimeout(this.suspendTimer);
-    this.suspendTimer = undefined;
-    this.dropPeer();
-    this.events.end();
-    this.events = new EventLog();
-    this.earlyCandidates = [];
-    this.pc = pc;
-    this.expiresAt = expiresAt;
+    this.takePeer(pc, expiresAt);
     this.resumes++;
-    this.setState('waiting_for_answer');
+  }
+
+  /** The peer failed while its offer was made (its peer process died): `pc` makes the offer instead. Not a resume. */
+  retryOffer(pc: RTCPeerConnection): void {
+    this.takePeer(pc, this.expiresAt);
   }
 
   /** Ends everything the session owns; safe to call more than once. */
@@ -212,6 +208,19 @@ export class Session {
         resumes: this.resumes,
       },
     };
+  }
+
+  private takePeer(pc: RTCPeerConnection, expiresAt: number): void {
+    if (this.closed) throw new AppError('not_found', 'No such session (it may have expired or been closed)');
+    clearTimeout(this.suspendTimer);
+    this.suspendTimer = undefined;
+    this.dropPeer();
+    this.events.end();
+    this.events = new EventLog();
+    this.earlyCandidates = [];
+    this.pc = pc;
+    this.expiresAt = expiresAt;
+    this.setState('waiting_for_answer');
   }
 
   /** Closes the current peer and its channels; requests that came on them are the caller's to cancel or keep. */

@@ -1,8 +1,10 @@
 /**
- * The peer process: holds the server's wrtc peers so that a native crash in wrtc (a send racing a remote close
- * can segfault it) ends this process, not the server. The server (remote.ts) drives it over stdin/stdout;
- * logs go to stderr. It exits when stdin ends: the server closed it, or the server is gone.
+ * The peer process: holds the server's wrtc peers so that a native crash in wrtc ends this process, not the
+ * server. The server (remote.ts) drives it over stdin/stdout; logs go to stderr. It exits when stdin ends: the
+ * server closed it, or the server is gone. Signals do not end it: on SIGINT or SIGTERM (a Ctrl-C, systemd
+ * stopping the service) the server still drains its requests through these peers, then closes it.
  */
+import { openFileLimit } from '../fd-budget.ts';
 import { createWrtcPeer } from '../wrtc.ts';
 import { invalidState, type Command, type PeerEvent, type PeerSnapshot } from './protocol.ts';
 import { encodeMessage, MessageReader } from './wire.ts';
@@ -18,7 +20,18 @@ const DRAIN_POLL_MS = 2;
 const REPORT_BYTES = 256 * 1024;
 const REPORT_DELAY_MS = 10;
 
-const writeOut = process.stdout.write.bind(process.stdout);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => {});
+
+const stdout = process.stdout.write.bind(process.stdout);
+/** A write to a server that is gone fails with EPIPE: nothing is left to serve. */
+const writeOut = (bytes: Uint8Array) => {
+  try {
+    stdout(bytes);
+  } catch {
+    process.exit(0);
+  }
+};
+process.stdout.on('error', () => process.exit(0));
 // stdout carries the protocol alone: anything else printed lands on stderr.
 process.stdout.write = process.stderr.write.bind(process.stderr) as typeof process.stdout.write;
 /**
@@ -181,6 +194,8 @@ function run(command: Command, payload: Uint8Array | undefined): void {
       pc?.close();
       return;
     }
+    case 'ping':
+      return emit({ ev: 'pong' });
   }
 }
 
@@ -188,7 +203,7 @@ const reader = new MessageReader();
 process.stdin.on('data', (chunk: Buffer) => {
   for (const { header, payload } of reader.push(chunk)) run(header as Command, payload);
 });
-emit({ ev: 'ready' });
+emit({ ev: 'ready', fdLimit: openFileLimit() });
 process.stdin.on('end', () => {
   for (const pc of peers.values()) pc.close();
   // wrtc's native threads can keep the loop alive after every peer closed: leave explicitly.

@@ -1,28 +1,45 @@
+import { AppError } from '../../errors.ts';
 import { log } from '../../log.ts';
+import { fdBudget, overBudget, roomForPeer } from '../fd-budget.ts';
 import type { PeerFactory } from '../wrtc.ts';
-import { PeerProcess, RemotePeer } from './remote.ts';
+import { PeerProcess, RemotePeer, type PeerProcessOptions } from './remote.ts';
 
 /** A host that dies sooner than this after starting is not restarted until a peer needs one. */
 const RESTART_AFTER_MS = 1_000;
 
+export interface PoolOptions extends PeerProcessOptions {
+  /** File descriptors the peers of one process may hold; by default its open-file limit less a reserve. */
+  fdBudget?: number;
+}
+
 /**
  * The peer processes the server's WebRTC peers live in: `size` of them, each new peer going to the one holding
- * fewest. One that dies is replaced at once; its peers fail, and their sessions wait for a resume.
+ * fewest, among those with file descriptors to spare (fd-budget.ts). One that dies, or stops answering and is
+ * killed, is replaced at once; its peers fail, and their sessions wait for a resume.
  */
 export class PeerProcessPool {
   #processes: PeerProcess[] = [];
-  #closed = false;
-  /** Processes that died while the server was running (a native crash, or killed). */
+  /** Set once shutdown begins: from then on no process is started, for a peer or to replace one. */
+  #stopping = false;
+  /** Processes that died while the server was running (a native crash, killed, or hung). */
   crashes = 0;
 
-  constructor(readonly size: number) {}
+  constructor(
+    readonly size: number,
+    readonly options: PoolOptions,
+  ) {}
 
   /** The factory for the session manager. A RemotePeer has the members of RTCPeerConnection the sessions use. */
   readonly createPeer: PeerFactory = (config) => new RemotePeer(this.#pick(), config) as unknown as RTCPeerConnection;
 
-  /** The processes running now, and the peers and channels each holds. */
-  get processes(): { pid: number | undefined; peers: number; channels: number }[] {
-    return this.#processes.map((host) => ({ pid: host.pid, peers: host.peers.size, channels: host.channels.size }));
+  /** The processes running now: the peers and channels each holds, and its file-descriptor budget for peers. */
+  get processes(): { pid: number | undefined; peers: number; channels: number; fdBudget: number }[] {
+    return this.#processes.map((host) => ({
+      pid: host.pid,
+      peers: host.peers.size,
+      channels: host.channels.size,
+      fdBudget: fdBudget(host.fdLimit, this.options.fdBudget),
+    }));
   }
 
   /**
@@ -30,23 +47,30 @@ export class PeerProcessPool {
    * load); resolves once they serve.
    */
   async start(): Promise<void> {
-    if (!this.#closed) this.#fill();
+    if (!this.#stopping) this.#fill();
     await Promise.all(this.#processes.map((host) => host.ready));
+  }
+
+  /** Shutdown has begun: the processes keep serving the peers they hold, but none is started any more. */
+  drain(): void {
+    this.#stopping = true;
   }
 
   /** Ends every host; their peers close with them. */
   async close(): Promise<void> {
-    this.#closed = true;
+    this.#stopping = true;
     await Promise.all(this.#processes.map((host) => host.close()));
     this.#processes = [];
   }
 
   #pick(): PeerProcess {
-    if (this.#closed) throw new Error('The peer processes are closed (the server is shutting down)');
+    if (this.#stopping) throw new AppError('shutting_down', 'Server is shutting down; try again shortly');
     // One that has died but is not yet forgotten (its exit is being handled) is no place for a new peer.
     this.#processes = this.#processes.filter((host) => host.alive);
     this.#fill();
-    return this.#processes.reduce((least, host) => (host.peers.size < least.peers.size ? host : least));
+    const roomy = this.#processes.filter((host) => roomForPeer(host.peers.values(), fdBudget(host.fdLimit, this.options.fdBudget)));
+    if (roomy.length === 0) throw overBudget(this.processes.map((p) => p.fdBudget));
+    return roomy.reduce((least, host) => (host.peers.size < least.peers.size ? host : least));
   }
 
   /** Starts processes until there are `size`. */
@@ -55,16 +79,17 @@ export class PeerProcessPool {
   }
 
   #start(): void {
-    const host = new PeerProcess();
+    const host = new PeerProcess(this.options);
     const startedAt = Date.now();
     this.#processes.push(host);
     void host.exited.then(({ code, signal }) => {
       this.#processes = this.#processes.filter((running) => running !== host);
-      if (this.#closed || host.closing) return;
+      if (this.#stopping || host.closing) return;
       this.crashes++;
       // Started again at once, so resuming clients find it warm; one that dies as it starts waits for a peer to need it.
       const replaceNow = Date.now() - startedAt > RESTART_AFTER_MS && this.#processes.length < this.size;
-      log.warn('peer process died; its sessions wait for their clients to resume', { code, signal, crashes: this.crashes, replaced: replaceNow });
+      const what = host.hung ? 'peer process stopped answering and was killed' : 'peer process died';
+      log.warn(`${what}; its sessions wait for their clients to resume`, { code, signal, crashes: this.crashes, replaced: replaceNow });
       if (replaceNow) this.#start();
     });
   }

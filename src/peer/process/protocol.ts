@@ -28,12 +28,18 @@ export type Command =
   | { op: 'channel'; peer: number; channel: number; label: string; init?: RTCDataChannelInit }
   | { op: 'send'; channel: number; binary: boolean }
   | { op: 'close-channel'; channel: number }
-  | { op: 'close'; peer: number };
+  | { op: 'close'; peer: number }
+  /** Answered with `pong`: the server's heartbeat (heartbeat.ts). */
+  | { op: 'ping' };
 
 /** Peer process to server. `message` carries the message as the payload. */
 export type PeerEvent =
-  /** The first event: wrtc is loaded and commands are served. */
-  | { ev: 'ready' }
+  /**
+   * The first event: wrtc is loaded and commands are served. `fdLimit`: the process's open-file limit, null where
+   * it cannot be read; its peers' file descriptors are budgeted against it (fd-budget.ts).
+   */
+  | { ev: 'ready'; fdLimit: number | null }
+  | { ev: 'pong' }
   | { ev: 'reply'; call: number; peer: number; snapshot: PeerSnapshot; value?: unknown; error?: { name: string; message: string } }
   | { ev: 'peer'; peer: number; snapshot: PeerSnapshot; fire: 'icecandidate' | 'icegatheringstatechange' | 'connectionstatechange'; candidate?: RTCIceCandidateInit | null }
   | { ev: 'datachannel'; peer: number; channel: number; label: string; readyState: RTCDataChannelState }

@@ -7,6 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { Heartbeat } from './heartbeat.ts';
 import { invalidState, type Command, type PeerEvent, type PeerMethod, type PeerSnapshot } from './protocol.ts';
 import { encodeMessage, MessageReader } from './wire.ts';
 
@@ -14,6 +15,13 @@ const HOST_PATH = path.join(import.meta.dirname, 'host.ts');
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 /** How long a closing peer process gets to exit before it is killed. */
 const EXIT_WAIT_MS = 2_000;
+/** How long a new peer process may take to load wrtc and say it is ready before it counts as hung. */
+const STARTUP_TIMEOUT_MS = 30_000;
+
+export interface PeerProcessOptions {
+  /** Silence after which the process counts as hung and is killed (heartbeat.ts). */
+  heartbeatTimeoutMs: number;
+}
 
 type Handler<E> = ((event: E) => void) | null;
 
@@ -28,22 +36,39 @@ export class PeerProcess {
   #markReady!: () => void;
   #alive = true;
   #closing = false;
+  #hung = false;
+  /** Its open-file limit, as it reported it once ready; null where it could not read it. */
+  fdLimit: number | null = null;
+  readonly #heartbeat: Heartbeat;
   readonly #child: ChildProcess;
   readonly #calls = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
   #nextId = 0;
 
-  constructor() {
+  constructor(options: PeerProcessOptions) {
     const [command, args] = hostCommand();
-    this.#child = spawn(command, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+    // A process group of its own: a Ctrl-C in the terminal, or a signal to the server's group, reaches the server,
+    // which drains its requests and then ends this process itself (it ignores those signals too: host.ts).
+    this.#child = spawn(command, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'], detached: true });
+    this.#heartbeat = new Heartbeat({
+      timeoutMs: options.heartbeatTimeoutMs,
+      startupTimeoutMs: Math.max(STARTUP_TIMEOUT_MS, options.heartbeatTimeoutMs),
+      ping: () => this.command({ op: 'ping' }),
+      hung: () => {
+        this.#hung = true;
+        this.#child.kill('SIGKILL');
+      },
+    });
     // A write to a process that just died fails with EPIPE; its exit handler does the cleaning up.
     this.#child.stdin!.on('error', () => {});
     const reader = new MessageReader();
     this.#child.stdout!.on('data', (chunk: Buffer) => {
+      this.#heartbeat.heard();
       for (const { header, payload } of reader.push(chunk)) this.#receive(header as PeerEvent, payload);
     });
     this.ready = new Promise((resolve) => (this.#markReady = resolve));
     this.exited = new Promise((resolve) => {
       this.#child.once('exit', (code, signal) => {
+        this.#heartbeat.stop();
         this.#died();
         this.#markReady();
         resolve({ code, signal });
@@ -89,10 +114,16 @@ export class PeerProcess {
     return this.#closing;
   }
 
+  /** Whether it was killed for not answering the heartbeat. */
+  get hung(): boolean {
+    return this.#hung;
+  }
+
   /** Ends the process: its peers close with it. Resolves once it has exited (killed if it lingers). */
   async close(): Promise<void> {
     if (!this.#alive) return void (await this.exited);
     this.#closing = true;
+    this.#heartbeat.stop();
     this.#child.stdin!.end();
     const timer = setTimeout(() => this.#child.kill('SIGKILL'), EXIT_WAIT_MS);
     await this.exited;
@@ -102,7 +133,10 @@ export class PeerProcess {
   #receive(event: PeerEvent, payload: Uint8Array | undefined): void {
     switch (event.ev) {
       case 'ready':
+        this.fdLimit = event.fdLimit;
         return this.#markReady();
+      case 'pong':
+        return;
       case 'reply': {
         this.peers.get(event.peer)?.update(event.snapshot);
         const call = this.#calls.get(event.call);
