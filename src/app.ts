@@ -116,8 +116,8 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
   const hosts = new HostAllowlist(config.allowedHosts);
 
   /**
-   * Every route but `GET /` and `GET /health` (and CORS preflights, answered before) needs the API key when keys are configured, in
-   * the `Authorization` header, never in a URL. tRPC checks it in its context, so tRPC clients get a tRPC error
+   * Every route but `GET /` and `GET /health` (and CORS preflights, answered before) needs the API key when keys
+   * are configured, in the `Authorization` header, never in a URL. tRPC checks it in its context, so tRPC clients get a tRPC error
    * (`appCode: 'unauthorized'`); a lone `webrtc.events` subscription may come without it, as an EventSource cannot
    * send headers, and shows the session's events ticket instead; a browser's WebSocket offers it as a subprotocol
    * (src/ws/subprotocol.ts). The rest check it here, before routing.
