@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -49,7 +49,26 @@ function expectError(frame: Frame, code: string, what: string, requestId?: strin
   assert.is(frame.request_id, requestId, `${what}: request_id`);
 }
 
-const lockFile = (dir: string) => path.join(dir, 'db.lock');
+/** Whether any process has the data directory's store file open (from the file descriptors in /proc). */
+function storeOpen(dir: string): boolean {
+  const file = path.join(dir, 'store.sqlite');
+  for (const pid of readdirSync('/proc').filter((entry) => /^\d+$/.test(entry))) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // gone, or not ours to read
+    }
+    for (const fd of fds) {
+      try {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`) === file) return true;
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  return false;
+}
 
 test.before(async () => {
   upstream = await startUpstream({ tokenDelayMs: 20 });
@@ -203,20 +222,22 @@ test('malformed messages get typed errors and the host keeps serving', async () 
   assert.is((await host.request({ action: 'health' })).type, 'health');
 });
 
-test('a second host on the same data directory serves without the store', async () => {
+test('a second host on the same data directory shares the store with the first (Chrome starts one per port)', async () => {
   const second = await spawnNativeHost({ env: hostEnv() });
   try {
-    assert.is((await second.request({ action: 'health' })).type, 'health');
-    expectError(await second.request({ action: 'list_documents', request_id: 'd1' }), 'backend_unavailable', 'no store', 'd1');
-    assert.match(second.stderr(), 'running without the store');
-    assert.is((await host.request({ action: 'list_documents' })).type, 'documents', 'the first host has the store');
+    const added = await second.request({ action: 'add_documents', request_id: 'd1', documents: [{ id: 'from-second', content: 'written by the second host' }] });
+    assert.is(added.type, 'documents_added', JSON.stringify(added).slice(0, 300));
+    assert.not.match(second.stderr(), 'running without the store');
+    const listed = await host.request({ action: 'list_documents' });
+    assert.ok(JSON.stringify(listed).includes('from-second'), 'the first host reads what the second wrote');
+    assert.is((await host.request({ action: 'delete_documents', ids: ['from-second'] })).type, 'documents_deleted');
   } finally {
     assert.is(await withTimeout(second.close(), 10_000, 'the second host to exit'), 0);
   }
 });
 
 test('stdin ends: the request in flight is cancelled and answered, the store closed, exit code 0', async () => {
-  assert.ok(existsSync(lockFile(dataDir)), 'the host holds the store');
+  assert.ok(storeOpen(dataDir), 'the host holds the store');
   // 100 tokens 20 ms apart: still running when the grace for a closed port (500 ms) ends.
   const slow = [{ role: 'user', content: `${Array.from({ length: 100 }, (_, i) => `w${i}`).join(' ')} [slow]` }];
   const pending = host.request({ action: 'chat', request_id: 'eof', model: 'llama3.2:3b', messages: slow, stream: true });
@@ -228,7 +249,7 @@ test('stdin ends: the request in flight is cancelled and answered, the store clo
   expectError(await pending, 'cancelled', 'the request in flight', 'eof');
   // Chrome kills a host 2 s after closing its pipes.
   assert.ok(took < 2_000, `exited in ${took} ms`);
-  assert.not.ok(existsSync(lockFile(dataDir)), 'the store was closed');
+  assert.not.ok(storeOpen(dataDir), 'the store was closed');
   // stdout held nothing but native messages that Chrome would accept.
   assert.equal(host.violations, []);
   assert.is(host.leftoverBytes(), 0);
@@ -377,8 +398,8 @@ test('Chromium starts the installed host for an extension: connectNative, a frag
     assert.ok(result.fragments >= 3, `${result.fragments} fragments`);
     // The worker closed the port: the host closes its store and exits before Chrome would kill it.
     const deadline = Date.now() + 2_000;
-    while (existsSync(lockFile(browserDataDir)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
-    assert.not.ok(existsSync(lockFile(browserDataDir)), 'the host closed its store after the port closed');
+    while (storeOpen(browserDataDir) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
+    assert.not.ok(storeOpen(browserDataDir), 'the host closed its store after the port closed');
   } finally {
     await context.close();
   }
