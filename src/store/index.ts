@@ -1,8 +1,11 @@
 /**
  * Opens the store: a PostgreSQL server when `databaseUrl` (DATABASE_URL) is set, else the embedded SQLite file
- * `<dataDir>/store.sqlite`. Either way the schema migrations run before it resolves.
+ * `<dataDir>/store.sqlite` (importing an earlier version's PGlite store first, once, when one is there). Either
+ * way the schema migrations run before it resolves.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { hasPgliteStore, importPgliteStore } from './pglite-import.ts';
 import { openPostgres } from './postgres.ts';
 import { SqlStore } from './sql-store.ts';
 import { openSqlite } from './sqlite.ts';
@@ -29,5 +32,6 @@ export interface StoreOptions {
 export async function openStore(options: StoreOptions): Promise<Store> {
   if (options.databaseUrl) return SqlStore.open(await openPostgres(options.databaseUrl, { max: options.poolSize }));
   const file = path.resolve(options.dataDir, STORE_FILE);
+  if (!existsSync(file) && hasPgliteStore(options.dataDir)) await importPgliteStore(options.dataDir, file);
   return SqlStore.open(await openSqlite(file, { busyTimeoutMs: options.busyTimeoutMs }));
 }
