@@ -73,10 +73,12 @@ export const configSchema = z.object({
   upstreamApiKey: z.string().min(1).optional(),
   /** How long the upstream may stay silent (before its answer starts, or between streamed chunks). */
   upstreamIdleTimeoutMs: z.coerce.number().int().positive().default(120_000),
-  /** Where the server keeps its files: the embedded database (history, documents, settings). */
+  /** Where the server keeps its files: the embedded store (history, documents, settings), `store.sqlite`. */
   dataDir: z.string().min(1).default('.data'),
+  /** How long the embedded store waits for another process's write lock before it counts as locked. */
+  storeBusyTimeoutMs: z.coerce.number().int().positive().default(10_000),
   /** A PostgreSQL server to keep them in instead (several instances can share it). */
-  databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+  databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL (unset it to use the embedded store)').optional(),
   /** The upstream embedding model for documents and search; unset: the embedded hashed model. */
   embeddingModel: z.string().min(1).optional(),
   /**
@@ -133,6 +135,7 @@ export const ENV_VARS = {
   upstreamApiKey: 'TABAGENT_UPSTREAM_API_KEY',
   upstreamIdleTimeoutMs: 'TABAGENT_UPSTREAM_IDLE_TIMEOUT_MS',
   dataDir: 'TABAGENT_DATA_DIR',
+  storeBusyTimeoutMs: 'TABAGENT_STORE_BUSY_TIMEOUT_MS',
   databaseUrl: 'DATABASE_URL',
   embeddingModel: 'TABAGENT_EMBEDDING_MODEL',
   nativeAllowedOrigins: 'TABAGENT_NATIVE_ALLOWED_ORIGINS',

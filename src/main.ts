@@ -14,15 +14,28 @@ import { isLoopbackBind } from './security/hosts.ts';
 import { WEBSOCKET_PATH } from './ws/endpoint.ts';
 import { serveApp } from './ws/serve.ts';
 
-const config = loadConfig(process.env);
+/** A server that cannot start says why and what to do in one line, and exits 1: no stack trace to read through. */
+function exitWith(error: unknown): never {
+  log.error(error instanceof Error ? error.message : String(error));
+  log.debug('startup failure', { stack: (error as Error)?.stack });
+  process.exit(1);
+}
+
+const config = (() => {
+  try {
+    return loadConfig(process.env);
+  } catch (error) {
+    return exitWith(error);
+  }
+})();
 const args = process.argv.slice(2);
 const mode = nativeMode(args);
 if (mode === 'install') process.exit(await installNativeHost(config, args));
 
-const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl }).catch((error) => {
-  // Chrome starts a host per port and the embedded store takes one process: a host that cannot have it serves
-  // without it (its types answer `backend_unavailable`) rather than dying unexplained to the extension.
-  if (mode !== 'host') throw error;
+const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, busyTimeoutMs: config.storeBusyTimeoutMs }).catch((error) => {
+  // A host that cannot open the store (damaged, locked past the timeout) serves without it (its types answer
+  // `backend_unavailable`) rather than dying unexplained to the extension.
+  if (mode !== 'host') exitWith(error);
   log.warn(`native host running without the store: ${(error as Error).message}`);
   return undefined;
 });
