@@ -187,6 +187,19 @@ function defineSuite(backend: Backend) {
     assert.ok(next[0].id > last);
   });
 
+  test('a deleted highest id is never handed out again (a follower of "id > last seen" would miss the new row)', async () => {
+    await store.addDocuments(OWNER, [doc('first', 2)]);
+    const highest = (await store.chunksSince(0, 'm1', 10)).at(-1)!.id;
+    await store.deleteDocuments(OWNER, ['first']);
+    const deletion = (await store.deletionsSince(0)).at(-1)!;
+    await store.deleteDocuments(OWNER, ['nothing']);
+    await store.addDocuments(OWNER, [doc('next', 1)]);
+    const [next] = await store.chunksSince(0, 'm1', 10);
+    assert.ok(next.id > highest, `new chunk id ${next.id} > deleted ${highest}`);
+    await store.addDocuments(OWNER, [doc('next', 1)]);
+    assert.ok((await store.deletionsSince(0)).at(-1)!.seq > deletion.seq);
+  });
+
   test('deletionsSince reports replacements and deletions with the highest chunk id they had', async () => {
     const cursor = (await store.deletionsSince(0)).at(-1)?.seq ?? 0;
     assert.equal(await store.deletionsSince(cursor), []);
