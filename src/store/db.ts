@@ -15,8 +15,9 @@ export interface Queryable {
 export interface Db extends Queryable {
   readonly dialect: Dialect;
   /**
-   * Runs `fn` in one write transaction: committed when it resolves, rolled back when it throws. Nothing else of
-   * this process runs on the connection meanwhile.
+   * Runs `fn` in one write transaction: committed when it resolves, rolled back when it throws. `fn` works through
+   * `tx` only: on SQLite, nothing else of this process runs on the connection meanwhile (a call on the `Db` itself
+   * waits until the transaction ends).
    */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   close(): Promise<void>;
