@@ -1,7 +1,7 @@
 /**
  * The embedded store as several processes use it: a server and native hosts on one SQLite file, writing at once;
- * a process killed (SIGKILL) with writes in flight, again and again; its settings (WAL, fsync on commit, foreign
- * keys). What every backend does is in store.test.ts.
+ * a process killed (SIGKILL) with writes in flight, again and again, the server included, right after it answered;
+ * its settings (WAL, fsync on commit, foreign keys). What every backend does is in store.test.ts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,7 +12,8 @@ import * as assert from 'uvu/assert';
 import { openStore } from '../src/store/index.ts';
 import type { SqlStore } from '../src/store/sql-store.ts';
 import type { Store, StoredChunk } from '../src/store/types.ts';
-import { withTimeout } from './fixtures/dev-server.ts';
+import { WebSocketClient } from '../src/ws/client.ts';
+import { startDevServer, withTimeout } from './fixtures/dev-server.ts';
 import { applyWrite, writeOf } from './fixtures/store-writes.ts';
 
 const test = suite('embedded SQLite store, several processes');
@@ -166,6 +167,46 @@ test('kill -9 with writes in flight, five times: every acknowledged write is the
     assert.is(await reopened.getSetting('anonymous', 'after-kill'), 4);
   } finally {
     await reopened.close();
+  }
+});
+
+test('the server killed (SIGKILL) right after it answered, three times: each answered save is there on the next start', async () => {
+  const serverDir = mkdtempSync(path.join(tmpdir(), 'store-sqlite-server-'));
+  try {
+    const answered: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      const server = await startDevServer({ TABAGENT_DATA_DIR: serverDir, TABAGENT_UPSTREAM_URL: 'off', TABAGENT_PEER_PROCESSES: '0' });
+      const socket = await WebSocketClient.connect(`${server.url.replace('http', 'ws')}/v1/ws`);
+      const killed = server.exited;
+      // Saves keep going out; the kill comes the moment the 30th answer of this round arrives, others in flight.
+      let count = 0;
+      const saves = Array.from({ length: 60 }, (_, i) => {
+        const content = `round ${round} message ${i}`;
+        return socket
+          .request({ action: 'save_message', session_id: 'killed-server', message: { role: 'user', content } })
+          .then(({ frame }) => {
+            if (frame.type !== 'message_saved') return;
+            answered.push(content);
+            if (++count === 30) server.process.kill('SIGKILL');
+          }, () => {});
+      });
+      await Promise.all(saves);
+      assert.is(await killed, null, 'killed, not exited');
+    }
+    const server = await startDevServer({ TABAGENT_DATA_DIR: serverDir, TABAGENT_UPSTREAM_URL: 'off', TABAGENT_PEER_PROCESSES: '0' });
+    try {
+      const socket = await WebSocketClient.connect(`${server.url.replace('http', 'ws')}/v1/ws`);
+      const { frame } = await socket.request({ action: 'chat_history', session_id: 'killed-server', limit: 10_000 });
+      const stored = new Set((frame.messages as { content: string }[]).map((m) => m.content));
+      assert.equal(answered.filter((content) => !stored.has(content)), [], `all ${answered.length} answered saves are stored`);
+      console.log(`  server killed 3 times: ${answered.length} saves answered, ${stored.size} stored`);
+      await socket.close();
+    } finally {
+      server.process.kill('SIGTERM');
+      await server.exited;
+    }
+  } finally {
+    rmSync(serverDir, { recursive: true, force: true });
   }
 });
 
