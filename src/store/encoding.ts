@@ -78,6 +78,30 @@ export function encodeDocuments(documents: DocumentWrite[]): Batch[] {
   return batches;
 }
 
+/** Validates vectors to store for chunks and encodes them as JSON batches of `{ id, v }` (v: hex bytes). */
+export function encodeVectors(vectors: { chunk_id: number; vector: Float32Array }[]): string[] {
+  const batches: string[] = [];
+  let rows: string[] = [];
+  let chars = 0;
+  const seen = new Set<number>();
+  for (const item of vectors) {
+    if (!isObject(item)) throw invalid('each vector must be an object');
+    const chunkId = checkCursor(item.chunk_id, 'chunk_id');
+    if (seen.has(chunkId)) throw invalid(`chunk ${chunkId} appears twice`);
+    seen.add(chunkId);
+    const row = `{"id":${chunkId},"v":"${encodeVector(item.vector, `the vector of chunk ${chunkId}`)}"}`;
+    rows.push(row);
+    chars += row.length;
+    if (rows.length >= BATCH_ROWS || chars >= BATCH_CHARS) {
+      batches.push(`[${rows.join(',')}]`);
+      rows = [];
+      chars = 0;
+    }
+  }
+  if (rows.length) batches.push(`[${rows.join(',')}]`);
+  return batches;
+}
+
 // ---- vectors ----
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;

@@ -20,8 +20,6 @@ import type { Db, Queryable } from './db.ts';
 import type { Dialect } from './dialect.ts';
 import { migrate, type Migration } from './migrations.ts';
 import {
-  BATCH_CHARS,
-  BATCH_ROWS,
   checkCount,
   checkCursor,
   checkId,
@@ -30,7 +28,7 @@ import {
   checkText,
   decodeVector,
   encodeDocuments,
-  encodeVector,
+  encodeVectors,
   invalid,
   isObject,
   jsonText,
@@ -284,25 +282,7 @@ export class SqlStore implements Store {
     checkId(model, 'model');
     if (!Array.isArray(vectors)) throw invalid('vectors must be an array');
     if (!vectors.length) return;
-    const batches: string[] = [];
-    let rows: string[] = [];
-    let chars = 0;
-    const seen = new Set<number>();
-    for (const item of vectors) {
-      if (!isObject(item)) throw invalid('each vector must be an object');
-      const chunkId = checkCursor(item.chunk_id, 'chunk_id');
-      if (seen.has(chunkId)) throw invalid(`chunk ${chunkId} appears twice`);
-      seen.add(chunkId);
-      const row = `{"id":${chunkId},"v":"${encodeVector(item.vector, `the vector of chunk ${chunkId}`)}"}`;
-      rows.push(row);
-      chars += row.length;
-      if (rows.length >= BATCH_ROWS || chars >= BATCH_CHARS) {
-        batches.push(`[${rows.join(',')}]`);
-        rows = [];
-        chars = 0;
-      }
-    }
-    if (rows.length) batches.push(`[${rows.join(',')}]`);
+    const batches = encodeVectors(vectors);
     const sql = this.#sql;
     await this.#write('store vectors', async (tx) => {
       for (const batch of batches) {
