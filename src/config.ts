@@ -82,14 +82,16 @@ export const configSchema = z.object({
   upstreamApiKey: z.string().min(1).optional(),
   /** How long the upstream may stay silent (before its answer starts, or between streamed chunks). */
   upstreamIdleTimeoutMs: z.coerce.number().int().positive().default(120_000),
-  /** Where the server keeps its files: the embedded database (history, documents, settings), the native socket. */
+  /** Where the server keeps its files: the embedded store (`store.sqlite`: history, documents, settings), the native socket. */
   dataDir: z.string().min(1).default(DEFAULT_DATA_DIR),
+  /** How long the embedded store waits for another process's write lock before it counts as locked. */
+  storeBusyTimeoutMs: z.coerce.number().int().positive().default(10_000),
   /** The Unix socket native messaging hosts relay to; default `<dataDir>/native.sock`. */
   nativeSocket: z.string().min(1).optional(),
   /** Stop after this long with no session, socket, native port or request (a server the native host started); 0: never. */
   exitWhenIdleMs: z.coerce.number().int().min(0).default(0),
   /** A PostgreSQL server to keep them in instead (several instances can share it). */
-  databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+  databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL (unset it to use the embedded store)').optional(),
   /** The upstream embedding model for documents and search; unset: the embedded hashed model. */
   embeddingModel: z.string().min(1).optional(),
   /**
@@ -148,6 +150,7 @@ export const ENV_VARS = {
   upstreamApiKey: 'TABAGENT_UPSTREAM_API_KEY',
   upstreamIdleTimeoutMs: 'TABAGENT_UPSTREAM_IDLE_TIMEOUT_MS',
   dataDir: 'TABAGENT_DATA_DIR',
+  storeBusyTimeoutMs: 'TABAGENT_STORE_BUSY_TIMEOUT_MS',
   nativeSocket: 'TABAGENT_NATIVE_SOCKET',
   exitWhenIdleMs: 'TABAGENT_EXIT_WHEN_IDLE_MS',
   databaseUrl: 'DATABASE_URL',

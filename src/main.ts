@@ -24,7 +24,9 @@ if (mode === 'host') process.exit(await runRelay());
 const config = await orCannotStart(async () => loadConfig(process.env));
 if (mode === 'install') process.exit(await installNativeHost(config, args));
 
-const store = await orCannotStart(() => openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl }));
+const store = await orCannotStart(() =>
+  openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, busyTimeoutMs: config.storeBusyTimeoutMs }),
+);
 const app = createApp(config, { store });
 // The peer processes load before the port opens, so the first offer does not wait for them.
 await app.peerProcesses?.start();
@@ -112,7 +114,8 @@ async function orCannotStart<T>(step: () => Promise<T>): Promise<T> {
   try {
     return await step();
   } catch (error) {
-    console.error(`tabagent-webrtc cannot start: ${startFailure(error)}`);
+    log.error(`cannot start: ${startFailure(error)}`);
+    log.debug('start failure', { stack: (error as Error)?.stack });
     process.exit(1);
   }
 }

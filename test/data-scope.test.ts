@@ -1,6 +1,6 @@
 /**
  * Stored data belongs to the API key that wrote it: history, documents, searches, the default model and inference
- * settings, over tRPC and the data channel, on a live server with the real store (embedded PGlite) and an upstream
+ * settings, over tRPC and the data channel, on a live server with the real store (embedded SQLite) and an upstream
  * test double (no real model server runs here). Changing what every caller shares takes an admin key.
  */
 import { TRPCClientError } from '@trpc/client';

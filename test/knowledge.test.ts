@@ -1,6 +1,6 @@
 /**
  * History, documents and RAG end to end: a real wrtc client, the server, and the store on both backends
- * (embedded PGlite in a temporary directory; PostgreSQL when TEST_DATABASE_URL is set, as `.ci/run` does).
+ * (embedded SQLite in a temporary directory; PostgreSQL when TEST_DATABASE_URL is set, as `.ci/run` does).
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';

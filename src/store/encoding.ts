@@ -14,6 +14,7 @@ interface Batch {
   chunks: string;
   vectors: string;
   chunkCount: number;
+  vectorCount: number;
 }
 
 /** Validates every document and encodes them as JSON batches (before the transaction starts). */
@@ -25,7 +26,13 @@ export function encodeDocuments(documents: DocumentWrite[]): Batch[] {
   let chars = 0;
   const flush = () => {
     if (!docs.length) return;
-    batches.push({ documents: `[${docs.join(',')}]`, chunks: `[${chunks.join(',')}]`, vectors: `[${vectors.join(',')}]`, chunkCount: chunks.length });
+    batches.push({
+      documents: `[${docs.join(',')}]`,
+      chunks: `[${chunks.join(',')}]`,
+      vectors: `[${vectors.join(',')}]`,
+      chunkCount: chunks.length,
+      vectorCount: vectors.length,
+    });
     docs = [];
     chunks = [];
     vectors = [];
@@ -71,25 +78,52 @@ export function encodeDocuments(documents: DocumentWrite[]): Batch[] {
   return batches;
 }
 
+/** Validates vectors to store for chunks and encodes them as JSON batches of `{ id, v }` (v: hex bytes). */
+export function encodeVectors(vectors: { chunk_id: number; vector: Float32Array }[]): string[] {
+  const batches: string[] = [];
+  let rows: string[] = [];
+  let chars = 0;
+  const seen = new Set<number>();
+  for (const item of vectors) {
+    if (!isObject(item)) throw invalid('each vector must be an object');
+    const chunkId = checkCursor(item.chunk_id, 'chunk_id');
+    if (seen.has(chunkId)) throw invalid(`chunk ${chunkId} appears twice`);
+    seen.add(chunkId);
+    const row = `{"id":${chunkId},"v":"${encodeVector(item.vector, `the vector of chunk ${chunkId}`)}"}`;
+    rows.push(row);
+    chars += row.length;
+    if (rows.length >= BATCH_ROWS || chars >= BATCH_CHARS) {
+      batches.push(`[${rows.join(',')}]`);
+      rows = [];
+      chars = 0;
+    }
+  }
+  if (rows.length) batches.push(`[${rows.join(',')}]`);
+  return batches;
+}
+
 // ---- vectors ----
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-/** A Float32Array's bytes, little-endian, as base64. */
+/**
+ * A Float32Array's bytes, little-endian, as hex: the text both dialects turn into bytes inside SQL (PostgreSQL's
+ * `decode(x, 'hex')`, SQLite's `unhex(x)`; SQLite has no base64).
+ */
 export function encodeVector(vector: unknown, what: string): string {
   if (!(vector instanceof Float32Array)) throw invalid(`${what} must be a Float32Array`);
   if (vector.length === 0) throw invalid(`${what} is empty`);
   const bytes = Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength);
-  if (LITTLE_ENDIAN) return bytes.toString('base64');
-  return Buffer.from(bytes).swap32().toString('base64');
+  if (LITTLE_ENDIAN) return bytes.toString('hex');
+  return Buffer.from(bytes).swap32().toString('hex');
 }
 
-/** A fresh (aligned) Float32Array from base64 little-endian bytes. */
-export function decodeVector(base64: string): Float32Array {
-  const bytes = Buffer.from(base64, 'base64');
-  if (!LITTLE_ENDIAN) bytes.swap32();
+/** A fresh (aligned) Float32Array from little-endian bytes, as a column of bytes comes back from either driver. */
+export function decodeVector(bytes: Uint8Array): Float32Array {
   const vector = new Float32Array(bytes.byteLength >>> 2);
-  new Uint8Array(vector.buffer).set(bytes.subarray(0, vector.byteLength));
+  const target = new Uint8Array(vector.buffer);
+  target.set(bytes.subarray(0, vector.byteLength));
+  if (!LITTLE_ENDIAN) Buffer.from(target.buffer).swap32();
   return vector;
 }
 
@@ -150,7 +184,7 @@ export function checkCursor(value: unknown, what: string): number {
   return Math.max(0, value);
 }
 
-/** JSON text PostgreSQL's jsonb accepts: no NUL in strings or keys, well-formed Unicode; else invalid_request. */
+/** JSON text both stores accept (PostgreSQL's jsonb is the stricter): no NUL in strings or keys, well-formed Unicode. */
 export function jsonText(value: unknown, what: string): string {
   let text: string | undefined;
   try {

@@ -1,137 +1,33 @@
-import type { Db } from './sql-store.ts';
 /**
- * The store's schema, as an ordered list of steps. A step is never edited once released: a change is a new step at
- * the end. Both backends run exactly this SQL (PGlite is PostgreSQL 18, the server may be as old as 13), so it sticks
- * to plain PostgreSQL: no extensions.
- *
- * `SqlStore` applies the steps a database lacks when it opens, in one transaction holding an advisory lock, and
- * records each in `schema_migrations(version, applied_at)`.
+ * The schema as ordered steps per dialect (`schema-postgres.ts`, `schema-sqlite.ts`), and the runner that applies
+ * the steps a database lacks when the store opens: in one transaction, under a lock that instances starting
+ * together share (PostgreSQL: an advisory lock; SQLite: the write lock its write transactions take at BEGIN), each
+ * recorded in `schema_migrations(version, applied_at)`.
  */
+import type { Dialect } from './dialect.ts';
+import { POSTGRES_MIGRATIONS } from './schema-postgres.ts';
+import { SQLITE_MIGRATIONS } from './schema-sqlite.ts';
+import type { Db } from './db.ts';
+
 export interface Migration {
   version: number;
   name: string;
   sql: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [
-  {
-    version: 1,
-    name: 'settings, messages, documents, chunks, vectors, deletions',
-    sql: `
-      CREATE TABLE settings (
-        key text PRIMARY KEY,
-        value jsonb NOT NULL,
-        updated_at timestamptz NOT NULL DEFAULT now()
-      );
-
-      -- Chat history. seq orders the messages (created_at ties within a transaction); id is the public id.
-      CREATE TABLE messages (
-        seq bigserial PRIMARY KEY,
-        id text NOT NULL UNIQUE,
-        session_id text NOT NULL,
-        role text NOT NULL,
-        content text NOT NULL,
-        metadata jsonb,
-        created_at timestamptz NOT NULL DEFAULT now()
-      );
-      CREATE INDEX messages_session_seq ON messages (session_id, seq);
-
-      -- Documents for RAG. seq orders them for listing (newest first); a replaced document gets a new seq.
-      CREATE TABLE documents (
-        id text PRIMARY KEY,
-        seq bigserial NOT NULL UNIQUE,
-        content text NOT NULL,
-        metadata jsonb NOT NULL DEFAULT '{}',
-        source text NOT NULL CHECK (source IN ('document', 'message')),
-        created_at timestamptz NOT NULL DEFAULT now()
-      );
-      CREATE INDEX documents_source_seq ON documents (source, seq);
-
-      -- Chunk ids only grow, so a search index follows new chunks with "id > last seen". The (document_id, id) index
-      -- serves the cascade from documents and a document's highest chunk id (logged in deletions).
-      CREATE TABLE chunks (
-        id bigserial PRIMARY KEY,
-        document_id text NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
-        ordinal int NOT NULL,
-        content text NOT NULL
-      );
-      CREATE INDEX chunks_document_id ON chunks (document_id, id);
-
-      -- One vector per chunk and embedding model: a Float32Array's bytes, little-endian.
-      CREATE TABLE vectors (
-        chunk_id bigint NOT NULL REFERENCES chunks (id) ON DELETE CASCADE,
-        model text NOT NULL,
-        vector bytea NOT NULL,
-        PRIMARY KEY (chunk_id, model)
-      );
-
-      -- Removals, so a search index in any instance can drop the chunks it holds: every chunk of document_id with an
-      -- id up to up_to_chunk_id is gone.
-      CREATE TABLE deletions (
-        seq bigserial PRIMARY KEY,
-        document_id text NOT NULL,
-        up_to_chunk_id bigint NOT NULL,
-        deleted_at timestamptz NOT NULL DEFAULT now()
-      );
-    `,
-  },
-  {
-    version: 2,
-    name: 'stored data belongs to an owner',
-    // The owner is an API key's id, or 'anonymous' without keys: every row written so far is the anonymous one's.
-    // Settings every caller shares (the server params) belong to '*'. Documents are keyed per owner, so two keys
-    // may use the same document id; chunks and deletions carry the owner to reach their document.
-    sql: `
-      ALTER TABLE settings ADD COLUMN owner text NOT NULL DEFAULT 'anonymous';
-      UPDATE settings SET owner = '*' WHERE key = 'server_params';
-      ALTER TABLE settings DROP CONSTRAINT settings_pkey;
-      ALTER TABLE settings ADD PRIMARY KEY (owner, key);
-
-      ALTER TABLE messages ADD COLUMN owner text NOT NULL DEFAULT 'anonymous';
-      DROP INDEX messages_session_seq;
-      CREATE INDEX messages_owner_session_seq ON messages (owner, session_id, seq);
-      CREATE INDEX messages_owner_seq ON messages (owner, seq);
-
-      ALTER TABLE chunks DROP CONSTRAINT chunks_document_id_fkey;
-      ALTER TABLE documents ADD COLUMN owner text NOT NULL DEFAULT 'anonymous';
-      ALTER TABLE documents DROP CONSTRAINT documents_pkey;
-      ALTER TABLE documents ADD PRIMARY KEY (owner, id);
-      DROP INDEX documents_source_seq;
-      CREATE INDEX documents_owner_source_seq ON documents (owner, source, seq);
-      CREATE INDEX documents_owner_seq ON documents (owner, seq);
-
-      ALTER TABLE chunks ADD COLUMN owner text NOT NULL DEFAULT 'anonymous';
-      DROP INDEX chunks_document_id;
-      CREATE INDEX chunks_owner_document_id ON chunks (owner, document_id, id);
-      ALTER TABLE chunks ADD FOREIGN KEY (owner, document_id) REFERENCES documents (owner, id) ON DELETE CASCADE;
-
-      ALTER TABLE deletions ADD COLUMN owner text NOT NULL DEFAULT 'anonymous';
-
-      -- From now on every write names its owner.
-      ALTER TABLE settings ALTER COLUMN owner DROP DEFAULT;
-      ALTER TABLE messages ALTER COLUMN owner DROP DEFAULT;
-      ALTER TABLE documents ALTER COLUMN owner DROP DEFAULT;
-      ALTER TABLE chunks ALTER COLUMN owner DROP DEFAULT;
-      ALTER TABLE deletions ALTER COLUMN owner DROP DEFAULT;
-    `,
-  },
-];
-
-/** `pg_advisory_xact_lock` key for migrations (ASCII "tabmigr" as an integer). */
-const MIGRATION_LOCK = '32758172668749682';
+export const MIGRATIONS: Record<Dialect['name'], readonly Migration[]> = { postgres: POSTGRES_MIGRATIONS, sqlite: SQLITE_MIGRATIONS };
 
 /** Applies the steps not yet applied, in one transaction, under a lock that instances starting together share. */
-export async function migrate(db: Db, migrations: readonly Migration[]): Promise<void> {
+export async function migrate(db: Db, migrations: readonly Migration[] = MIGRATIONS[db.dialect.name]): Promise<void> {
   const versions = migrations.map((m) => m.version);
   if (versions.some((v, i) => !Number.isInteger(v) || v <= 0 || (i > 0 && v <= versions[i - 1]))) {
     throw new Error('Migration versions must be positive integers in increasing order');
   }
+  const { migrationLock, migrationsTable } = db.dialect;
   await db.transaction(async (tx) => {
     // Instances starting together wait here for each other; the first one applies the steps.
-    await tx.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`);
-    await tx.exec(
-      'CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())',
-    );
+    if (migrationLock) await tx.query(migrationLock);
+    await tx.exec(migrationsTable);
     const applied = new Set((await tx.query<{ version: number }>('SELECT version FROM schema_migrations')).map((row) => Number(row.version)));
     for (const migration of migrations) {
       if (applied.has(migration.version)) continue;

@@ -5,7 +5,8 @@
  */
 import pg from 'pg';
 import { AppError } from '../errors.ts';
-import type { Db, Queryable } from './sql-store.ts';
+import type { Db, Queryable } from './db.ts';
+import { postgres } from './dialect.ts';
 
 export interface PostgresOptions {
   /** Pool size (default 10). */
@@ -15,7 +16,6 @@ export interface PostgresOptions {
 }
 
 export interface PostgresDb extends Db {
-  readonly kind: 'postgres';
   readonly pool: pg.Pool;
 }
 
@@ -34,7 +34,7 @@ export function redactUrl(url: string): string {
 export async function openPostgres(url: string, options: PostgresOptions = {}): Promise<PostgresDb> {
   const shown = redactUrl(url);
   if (!/^postgres(ql)?:\/\//i.test(url)) {
-    throw new AppError('backend_unavailable', `DATABASE_URL must be a postgres:// or postgresql:// URL (it is ${shown})`);
+    throw new AppError('backend_unavailable', `DATABASE_URL must be a postgres:// or postgresql:// URL (it is ${shown}); unset it to use the embedded store`);
   }
   const pool = new pg.Pool({
     connectionString: url,
@@ -51,9 +51,12 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
   } catch (error) {
     await pool.end().catch(() => {});
     const reason = error instanceof Error && error.message ? error.message : String((error as { code?: unknown })?.code ?? error);
-    throw new AppError('backend_unavailable', `Cannot connect to the PostgreSQL server at DATABASE_URL=${shown}: ${reason.replaceAll(url, shown)}`, {
-      cause: error,
-    });
+    throw new AppError(
+      'backend_unavailable',
+      `Cannot connect to the PostgreSQL server at DATABASE_URL=${shown}: ${reason.replaceAll(url, shown)} ` +
+        '(start the server or correct DATABASE_URL; unset it to use the embedded store)',
+      { cause: error },
+    );
   }
 
   const wrap = (client: pg.Pool | pg.PoolClient): Queryable => ({
@@ -64,7 +67,7 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
   });
   let closed: Promise<void> | undefined;
   return {
-    kind: 'postgres',
+    dialect: postgres,
     pool,
     ...wrap(pool),
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {

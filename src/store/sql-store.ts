@@ -1,23 +1,25 @@
 /**
- * `SqlStore`: the whole store in SQL, over a small `Db` driver (PGlite or node-postgres). Both backends run exactly
- * the same statements, so everything that differs between the drivers stays out of the SQL's results:
- * - ids come back as numbers or strings (int8) and become numbers here;
- * - timestamps are formatted by the database (`to_char`, UTC) instead of parsed by a driver;
- * - vectors go in and out as base64 text (`decode`/`encode`), which both drivers pass as plain text and which is
- *   much faster on PGlite than its bytea (hex) conversion;
- * - bulk rows travel as one JSON text parameter read with `json_to_recordset`, one statement per batch.
+ * `SqlStore`: the whole store in SQL, over a small `Db` driver: SQLite (`sqlite.ts`, embedded) or a PostgreSQL
+ * server (`postgres.ts`). Every statement is written once; what the two spell differently comes from the driver's
+ * `Dialect` (`dialect.ts`). What the drivers would return differently stays out of the results:
+ * - ids come back as numbers or strings (PostgreSQL's int8) and become numbers here;
+ * - timestamps are formatted by the database (ISO 8601, UTC, milliseconds), never parsed by a driver;
+ * - JSON comes back as text and is parsed here;
+ * - vectors go in as hex text and come back as bytes;
+ * - bulk rows travel as one JSON text parameter, one statement per batch.
  *
- * Writers that feed the search index (`addDocuments`, `deleteDocuments`, `putVectors`) hold one transaction-scoped
- * advisory lock, so chunk and deletion ids are committed in the order they are allocated: an index that has seen id N
- * can never later find a committed id below N (which "id > last seen" would skip), even with several instances on one
- * PostgreSQL server.
+ * Writers that feed the search index (`addDocuments`, `deleteDocuments`, `putVectors`) take turns: on PostgreSQL
+ * under one transaction-scoped advisory lock, on SQLite under the one write lock its write transactions take as
+ * they begin. So chunk and deletion ids are committed in the order they are allocated: an index that has seen id N
+ * can never later find a committed id below N (which "id > last seen" would skip), even with several instances on
+ * one PostgreSQL server or several processes on one SQLite file.
  */
 import { randomUUID } from 'node:crypto';
 import { AppError } from '../errors.ts';
-import { MIGRATIONS, migrate, type Migration } from './migrations.ts';
+import type { Db, Queryable } from './db.ts';
+import type { Dialect } from './dialect.ts';
+import { migrate, type Migration } from './migrations.ts';
 import {
-  BATCH_CHARS,
-  BATCH_ROWS,
   checkCount,
   checkCursor,
   checkId,
@@ -26,7 +28,7 @@ import {
   checkText,
   decodeVector,
   encodeDocuments,
-  encodeVector,
+  encodeVectors,
   invalid,
   isObject,
   jsonText,
@@ -43,39 +45,19 @@ import type {
   StoredMessage,
 } from './types.ts';
 
-/** What the store needs from a connection (or a transaction). */
-export interface Queryable {
-  /** One statement with `$n` parameters (strings, numbers, booleans, null, arrays of those); the result rows. */
-  query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
-  /** Statements without parameters (several allowed, `;`-separated). */
-  exec(sql: string): Promise<void>;
-}
-
-/** A database driver: PGlite (`pglite.ts`) or a PostgreSQL server (`postgres.ts`). */
-export interface Db extends Queryable {
-  readonly kind: 'embedded' | 'postgres';
-  /** Runs `fn` in one transaction on one connection: committed when it resolves, rolled back when it throws. */
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
-  close(): Promise<void>;
-}
-
-/** `pg_advisory_xact_lock` key that serializes the writers feeding the search index (ASCII "tabwrit"). */
-const WRITE_LOCK = '32758172837112180';
-
-
-const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
-
 export class SqlStore implements Store {
-  readonly kind: 'embedded' | 'postgres';
+  readonly kind: Store['kind'];
   #closed = false;
+  readonly #sql: Dialect;
 
   /** Use `SqlStore.open`, which runs the migrations first. `db` is exposed for tests and diagnostics. */
   constructor(readonly db: Db) {
-    this.kind = db.kind;
+    this.#sql = db.dialect;
+    this.kind = db.dialect.name === 'sqlite' ? 'embedded' : 'postgres';
   }
 
-  /** Brings the schema up to date (`MIGRATIONS`), then returns the store. Closes `db` when that fails. */
-  static async open(db: Db, migrations: readonly Migration[] = MIGRATIONS): Promise<SqlStore> {
+  /** Brings the schema up to date (`MIGRATIONS` of its dialect), then returns the store. Closes `db` when that fails. */
+  static async open(db: Db, migrations?: readonly Migration[]): Promise<SqlStore> {
     try {
       await migrate(db, migrations);
     } catch (error) {
@@ -94,9 +76,9 @@ export class SqlStore implements Store {
     checkId(owner, 'owner');
     checkId(key, 'setting key');
     const rows = await this.#run('read a setting', (db) =>
-      db.query<{ value: T }>('SELECT value FROM settings WHERE owner = $1 AND key = $2', [owner, key]),
+      db.query<{ value: string }>(`SELECT ${this.#sql.jsonText('value')} AS value FROM settings WHERE owner = $1 AND key = $2`, [owner, key]),
     );
-    return rows.length ? rows[0].value : undefined;
+    return rows.length ? (JSON.parse(rows[0].value) as T) : undefined;
   }
 
   /** Stores any JSON value; `undefined` removes the setting. */
@@ -110,8 +92,8 @@ export class SqlStore implements Store {
     const json = jsonText(value, 'setting value');
     await this.#run('write a setting', (db) =>
       db.query(
-        `INSERT INTO settings (owner, key, value) VALUES ($1, $2, $3::text::jsonb)
-         ON CONFLICT (owner, key) DO UPDATE SET value = excluded.value, updated_at = now()`,
+        `INSERT INTO settings (owner, key, value) VALUES ($1, $2, ${this.#sql.json('$3')})
+         ON CONFLICT (owner, key) DO UPDATE SET value = excluded.value, updated_at = ${this.#sql.now}`,
         [owner, key, json],
       ),
     );
@@ -130,8 +112,8 @@ export class SqlStore implements Store {
     const id = randomUUID();
     const rows = await this.#run('save a message', (db) =>
       db.query<{ created_at: string }>(
-        `INSERT INTO messages (owner, id, session_id, role, content, metadata) VALUES ($1, $2, $3, $4, $5, $6::text::jsonb)
-         RETURNING ${iso('created_at')} AS created_at`,
+        `INSERT INTO messages (owner, id, session_id, role, content, metadata) VALUES ($1, $2, $3, $4, $5, ${this.#sql.json('$6')})
+         RETURNING ${this.#sql.iso('created_at')} AS created_at`,
         [owner, id, session_id, role, content, metadata ?? null],
       ),
     );
@@ -146,7 +128,7 @@ export class SqlStore implements Store {
     const limit = checkCount(options.limit, 'limit');
     const session = options.session_id === undefined ? undefined : checkId(options.session_id, 'session_id');
     if (limit === 0) return [];
-    const columns = `id, session_id, role, content, metadata, ${iso('created_at')} AS created_at`;
+    const columns = `id, session_id, role, content, ${this.#sql.jsonText('metadata')} AS metadata, ${this.#sql.iso('created_at')} AS created_at`;
     const rows = await this.#run('read the chat history', (db) =>
       session === undefined
         ? db.query<MessageRow>(
@@ -160,7 +142,7 @@ export class SqlStore implements Store {
     );
     return rows.map((row) => {
       const message: StoredMessage = { id: row.id, session_id: row.session_id, role: row.role, content: row.content, created_at: row.created_at };
-      if (row.metadata !== null && row.metadata !== undefined) message.metadata = row.metadata;
+      if (row.metadata !== null && row.metadata !== undefined) message.metadata = JSON.parse(row.metadata) as Metadata;
       return message;
     });
   }
@@ -172,35 +154,35 @@ export class SqlStore implements Store {
     if (!Array.isArray(documents)) throw invalid('documents must be an array');
     if (!documents.length) return;
     const batches = encodeDocuments(documents);
-    const ids = documents.map((document) => document.id);
-    await this.#run('store the documents', (db) =>
-      db.transaction(async (tx) => {
-        await tx.query(`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
-        await logAndDelete(tx, owner, ids);
-        for (const batch of batches) {
-          await tx.query(
-            `INSERT INTO documents (owner, id, content, metadata, source)
-             SELECT $2, x.id, x.content, x.metadata, x.source
-             FROM json_to_recordset($1::text::json) AS x(i int, id text, content text, metadata jsonb, source text)
-             ORDER BY x.i`,
-            [batch.documents, owner],
-          );
-          if (batch.chunkCount === 0) continue;
-          await tx.query(
-            `WITH c AS (
-               INSERT INTO chunks (owner, document_id, ordinal, content)
-               SELECT $3, x.d, x.o, x.c FROM json_to_recordset($1::text::json) AS x(k int, d text, o int, c text) ORDER BY x.k
-               RETURNING id, document_id, ordinal
-             )
-             INSERT INTO vectors (chunk_id, model, vector)
-             SELECT c.id, v.m, decode(v.v, 'base64')
-             FROM json_to_recordset($2::text::json) AS v(d text, o int, m text, v text)
-             JOIN c ON c.document_id = v.d AND c.ordinal = v.o`,
-            [batch.chunks, batch.vectors, owner],
-          );
-        }
-      }),
-    );
+    const ids = JSON.stringify(documents.map((document) => document.id));
+    const sql = this.#sql;
+    await this.#write('store the documents', async (tx) => {
+      await logAndDelete(tx, sql, owner, ids);
+      for (const batch of batches) {
+        await tx.query(
+          `INSERT INTO documents (owner, id, content, metadata, source)
+           SELECT $2, x.id, x.content, x.metadata, x.source
+           FROM ${sql.rows('$1', 'x', { i: 'int', id: 'text', content: 'text', metadata: 'json', source: 'text' })}
+           ORDER BY x.i`,
+          [batch.documents, owner],
+        );
+        if (batch.chunkCount === 0) continue;
+        await tx.query(
+          `INSERT INTO chunks (owner, document_id, ordinal, content)
+           SELECT $2, x.d, x.o, x.c FROM ${sql.rows('$1', 'x', { k: 'int', d: 'text', o: 'int', c: 'text' })} ORDER BY x.k`,
+          [batch.chunks, owner],
+        );
+        if (batch.vectorCount === 0) continue;
+        // The document's old chunks were deleted above, so (owner, document, ordinal) finds exactly the new chunk.
+        await tx.query(
+          `INSERT INTO vectors (chunk_id, model, vector)
+           SELECT c.id, v.m, ${sql.bytes('v.v')}
+           FROM ${sql.rows('$1', 'v', { d: 'text', o: 'int', m: 'text', v: 'text' })}
+           CROSS JOIN chunks c WHERE c.owner = $2 AND c.document_id = v.d AND c.ordinal = v.o`,
+          [batch.vectors, owner],
+        );
+      }
+    });
   }
 
   async deleteDocuments(owner: string, ids: string[]): Promise<number> {
@@ -208,12 +190,7 @@ export class SqlStore implements Store {
     if (!Array.isArray(ids)) throw invalid('ids must be an array');
     const unique = [...new Set(ids.map((id) => checkId(id, 'document id')))];
     if (!unique.length) return 0;
-    return this.#run('delete the documents', (db) =>
-      db.transaction(async (tx) => {
-        await tx.query(`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
-        return logAndDelete(tx, owner, unique);
-      }),
-    );
+    return this.#write('delete the documents', (tx) => logAndDelete(tx, this.#sql, owner, JSON.stringify(unique)));
   }
 
   /** Newest first (the order they were stored in; a replaced document counts as new). */
@@ -226,24 +203,25 @@ export class SqlStore implements Store {
     const limit = checkCount(options.limit, 'limit');
     const offset = checkCount(options.offset ?? 0, 'offset');
     const source = options.source === undefined ? null : checkSource(options.source);
+    const sql = this.#sql;
     return this.#run('list the documents', async (db) => {
       const [rows, count] = await Promise.all([
         limit === 0
           ? Promise.resolve([] as DocumentRow[])
           : db.query<DocumentRow>(
-              `SELECT d.id, d.content, d.metadata, d.source, ${iso('d.created_at')} AS created_at,
-                      (SELECT count(*) FROM chunks c WHERE c.owner = d.owner AND c.document_id = d.id)::int AS chunks
-               FROM documents d WHERE d.owner = $4 AND ($1::text IS NULL OR d.source = $1::text)
+              `SELECT d.id, d.content, ${sql.jsonText('d.metadata')} AS metadata, d.source, ${sql.iso('d.created_at')} AS created_at,
+                      (SELECT CAST(count(*) AS integer) FROM chunks c WHERE c.owner = d.owner AND c.document_id = d.id) AS chunks
+               FROM documents d WHERE d.owner = $4 AND (CAST($1 AS text) IS NULL OR d.source = CAST($1 AS text))
                ORDER BY d.seq DESC LIMIT $2 OFFSET $3`,
               [source, limit, offset, owner],
             ),
         db.query<{ total: number | string }>(
-          'SELECT count(*) AS total FROM documents WHERE owner = $2 AND ($1::text IS NULL OR source = $1::text)',
+          'SELECT CAST(count(*) AS integer) AS total FROM documents WHERE owner = $2 AND (CAST($1 AS text) IS NULL OR source = CAST($1 AS text))',
           [source, owner],
         ),
       ]);
       return {
-        documents: rows.map((row) => ({ ...row, chunks: Number(row.chunks) })),
+        documents: rows.map((row) => ({ ...row, metadata: JSON.parse(row.metadata) as Metadata, chunks: Number(row.chunks) })),
         total: Number(count[0].total),
       };
     });
@@ -258,11 +236,11 @@ export class SqlStore implements Store {
     if (count === 0) return [];
     const rows = await this.#run('read chunks', (db) =>
       db.query<ChunkRow>(
-        `SELECT c.id, c.owner, c.document_id, c.ordinal, c.content, d.metadata, d.source, encode(v.vector, 'base64') AS vector
+        `SELECT c.id, c.owner, c.document_id, c.ordinal, c.content, ${this.#sql.jsonText('d.metadata')} AS metadata, d.source, v.vector
          FROM chunks c
          JOIN documents d ON d.owner = c.owner AND d.id = c.document_id
          LEFT JOIN vectors v ON v.chunk_id = c.id AND v.model = $2
-         WHERE c.id > $1::bigint
+         WHERE c.id > $1
          ORDER BY c.id
          LIMIT $3`,
         [after, model, count],
@@ -275,7 +253,7 @@ export class SqlStore implements Store {
         document_id: row.document_id,
         ordinal: row.ordinal,
         content: row.content,
-        metadata: row.metadata,
+        metadata: JSON.parse(row.metadata) as Metadata,
         source: row.source,
       };
       if (row.vector !== null) chunk.vector = decodeVector(row.vector);
@@ -287,7 +265,7 @@ export class SqlStore implements Store {
     const after = checkCursor(afterSeq, 'afterSeq');
     const rows = await this.#run('read deletions', (db) =>
       db.query<{ seq: number | string; owner: string; document_id: string; up_to_chunk_id: number | string }>(
-        'SELECT seq, owner, document_id, up_to_chunk_id FROM deletions WHERE seq > $1::bigint ORDER BY seq',
+        'SELECT seq, owner, document_id, up_to_chunk_id FROM deletions WHERE seq > $1 ORDER BY seq',
         [after],
       ),
     );
@@ -304,46 +282,37 @@ export class SqlStore implements Store {
     checkId(model, 'model');
     if (!Array.isArray(vectors)) throw invalid('vectors must be an array');
     if (!vectors.length) return;
-    const batches: string[] = [];
-    let rows: string[] = [];
-    let chars = 0;
-    const seen = new Set<number>();
-    for (const item of vectors) {
-      if (!isObject(item)) throw invalid('each vector must be an object');
-      const chunkId = checkCursor(item.chunk_id, 'chunk_id');
-      if (seen.has(chunkId)) throw invalid(`chunk ${chunkId} appears twice`);
-      seen.add(chunkId);
-      const row = JSON.stringify({ id: chunkId, v: encodeVector(item.vector, `the vector of chunk ${chunkId}`) });
-      rows.push(row);
-      chars += row.length;
-      if (rows.length >= BATCH_ROWS || chars >= BATCH_CHARS) {
-        batches.push(`[${rows.join(',')}]`);
-        rows = [];
-        chars = 0;
+    const batches = encodeVectors(vectors);
+    const sql = this.#sql;
+    await this.#write('store vectors', async (tx) => {
+      for (const batch of batches) {
+        await tx.query(
+          `INSERT INTO vectors (chunk_id, model, vector)
+           SELECT x.id, $1, ${sql.bytes('x.v')}
+           FROM ${sql.rows('$2', 'x', { id: 'int', v: 'text' })}
+           CROSS JOIN chunks c WHERE c.id = x.id
+           ON CONFLICT (chunk_id, model) DO UPDATE SET vector = excluded.vector`,
+          [model, batch],
+        );
       }
-    }
-    if (rows.length) batches.push(`[${rows.join(',')}]`);
-    await this.#run('store vectors', (db) =>
-      db.transaction(async (tx) => {
-        await tx.query(`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
-        for (const batch of batches) {
-          await tx.query(
-            `INSERT INTO vectors (chunk_id, model, vector)
-             SELECT x.id, $1, decode(x.v, 'base64')
-             FROM json_to_recordset($2::text::json) AS x(id bigint, v text)
-             JOIN chunks c ON c.id = x.id
-             ON CONFLICT (chunk_id, model) DO UPDATE SET vector = excluded.vector`,
-            [model, batch],
-          );
-        }
-      }),
-    );
+    });
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     await this.db.close();
+  }
+
+  /** A write transaction that feeds the search index, taking its turn (see the top of the file). */
+  #write<T>(operation: string, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    const lock = this.#sql.writeLock;
+    return this.#run(operation, (db) =>
+      db.transaction(async (tx) => {
+        if (lock) await tx.query(lock);
+        return fn(tx);
+      }),
+    );
   }
 
   /** Runs one operation, mapping driver errors to `AppError`s that name the operation and never the SQL. */
@@ -362,11 +331,12 @@ interface MessageRow {
   session_id: string;
   role: string;
   content: string;
-  metadata: Metadata | null;
+  /** JSON text. */
+  metadata: string | null;
   created_at: string;
 }
 
-type DocumentRow = StoredDocument;
+type DocumentRow = Omit<StoredDocument, 'metadata'> & { metadata: string };
 
 interface ChunkRow {
   id: number | string;
@@ -374,30 +344,37 @@ interface ChunkRow {
   document_id: string;
   ordinal: number;
   content: string;
-  metadata: Metadata;
+  /** JSON text. */
+  metadata: string;
   source: DocumentSource;
-  vector: string | null;
+  vector: Uint8Array | null;
 }
 
 
 // ---- writes ----
 
-/** Logs a deletion (with the highest chunk id) for each existing document of the owner's `ids`, then deletes them. */
-async function logAndDelete(tx: Queryable, owner: string, ids: string[]): Promise<number> {
+/**
+ * Logs a deletion (with the highest chunk id) for each existing document of the owner's `ids` (a JSON array),
+ * then deletes them.
+ */
+async function logAndDelete(tx: Queryable, sql: Dialect, owner: string, ids: string): Promise<number> {
   const logged = await tx.query<{ document_id: string }>(
     `INSERT INTO deletions (owner, document_id, up_to_chunk_id)
      SELECT d.owner, d.id, COALESCE(m.up_to, 0)
      FROM documents d
      LEFT JOIN (
-       SELECT document_id, max(id) AS up_to FROM chunks WHERE owner = $2 AND document_id = ANY($1::text[]) GROUP BY document_id
+       SELECT document_id, max(id) AS up_to FROM chunks WHERE owner = $2 AND document_id IN (${sql.strings('$1')}) GROUP BY document_id
      ) m ON m.document_id = d.id
-     WHERE d.owner = $2 AND d.id = ANY($1::text[])
+     WHERE d.owner = $2 AND d.id IN (${sql.strings('$1')})
      ORDER BY d.seq
      RETURNING document_id`,
     [ids, owner],
   );
   if (logged.length) {
-    await tx.query('DELETE FROM documents WHERE owner = $2 AND id = ANY($1::text[])', [logged.map((row) => row.document_id), owner]);
+    await tx.query(`DELETE FROM documents WHERE owner = $2 AND id IN (${sql.strings('$1')})`, [
+      JSON.stringify(logged.map((row) => row.document_id)),
+      owner,
+    ]);
   }
   return logged.length;
 }

@@ -1,8 +1,8 @@
 /**
  * The store: everything the server keeps across restarts (settings, chat history, documents with their chunks and
- * embedding vectors). One interface, two backends speaking the same SQL: an embedded PostgreSQL (PGlite, files in
- * the data directory; the default) and a PostgreSQL server (`DATABASE_URL`), which several instances can share.
- * Every write is committed when its promise resolves.
+ * embedding vectors). One interface, two backends with the same behaviour: an embedded SQLite file in the data
+ * directory (the default; several processes may open it at once) and a PostgreSQL server (`DATABASE_URL`), which
+ * several instances can share. Every write is committed when its promise resolves.
  *
  * Everything stored belongs to an `owner` (an API key's id, `anonymous` without keys; `*` for the settings every
  * caller shares), and every read and write names one: no call reaches another owner's rows.
