@@ -1,15 +1,17 @@
 /**
  * `npm run bench:startup`: how long the server takes from spawn to listening, and how much memory it holds idle
  * (the server plus its peer process), on a fresh data directory and again on the same one (warm). The server runs
- * as `npm start` runs it (`node --import tsx src/main.ts`), without an upstream. Beside the warm server, a native
- * host starts on the same data directory, as Chrome starts one per port: its spawn to the first answer that needs
- * the store (`list_documents`), and its RSS. Prints a table and the goals.
+ * as `npm start` runs it (`node dist/server.mjs`, built first from the sources), without an upstream. Beside the
+ * warm server, a native host starts on the same data directory, as Chrome starts one per port: its spawn to the
+ * first answer that needs the store (`list_documents`), and its RSS. Prints a table and the goals.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { spawnNativeHost } from '../src/native/client.ts';
+import { builtPath } from '../src/paths.ts';
+import { buildNode } from '../scripts/build-node.ts';
 import { freePort } from '../test/fixtures/dev-server.ts';
 import { procRssBytes, processTree, round, sleep } from './measure.ts';
 
@@ -49,7 +51,7 @@ async function hostBeside(dataDir: string): Promise<Start['host']> {
 async function startOnce(dataDir: string, withHost = false): Promise<Start> {
   const port = await freePort();
   const started = performance.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const child = spawn(process.execPath, [builtPath('server')], {
     cwd: root,
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', TABAGENT_DATA_DIR: dataDir, TABAGENT_UPSTREAM_URL: 'off', LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -79,6 +81,7 @@ async function startOnce(dataDir: string, withHost = false): Promise<Start> {
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+await buildNode();
 const fresh: Start[] = [];
 const warm: Start[] = [];
 for (let run = 0; run < RUNS; run++) {

@@ -1,5 +1,5 @@
 /**
- * `npm run build`: the browser bundle of the client library and the example MV3 extension, with esbuild.
+ * The browser bundle of the client library and the example MV3 extension, with esbuild (`npm run build`).
  *
  *   dist/browser/tabagent-client.js   ESM bundle of src/client/index.ts (+ .map), for Chrome 120+
  *   examples/extension/dist/          the extension, ready for "Load unpacked"
@@ -10,7 +10,6 @@
 import { builtinModules } from 'node:module';
 import { copyFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import * as esbuild from 'esbuild';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -128,14 +127,4 @@ export async function buildBrowser(): Promise<{ clientBundle: string; extensionD
   });
 
   return { clientBundle, extensionDir };
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  try {
-    const { clientBundle: bundlePath, extensionDir: dir } = await buildBrowser();
-    console.log(`built ${path.relative(root, bundlePath)} and ${path.relative(root, dir)}/`);
-  } catch (error) {
-    console.error(error instanceof Error ? error.message : error);
-    process.exit(1);
-  }
 }

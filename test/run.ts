@@ -1,11 +1,12 @@
 /**
- * `npm test`: runs every `test/**\/*.test.ts` in its own process (each file owns its wrtc peers and ports),
- * then the type-level tests (`tsc`), and ends with `N passed, N failed`.
+ * `npm test`: builds the Node programs (dist/), runs every `test/**\/*.test.ts` in its own process (each file owns
+ * its wrtc peers and ports), then the type-level tests (`tsc`), and ends with `N passed, N failed`.
  * `npm test -- link signaling` runs only the files whose path contains one of the words.
  */
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
+import { buildNode } from '../scripts/build-node.ts';
 
 const FILE_TIMEOUT_MS = 5 * 60_000;
 const root = path.resolve(import.meta.dirname, '..');
@@ -46,6 +47,9 @@ function count(output: string, label: string): number | undefined {
   const match = output.match(new RegExp(`${label}:\\s+(\\d+)`));
   return match ? Number(match[1]) : undefined;
 }
+
+// Some suites run what `npm start` and Chrome run, the built programs in dist/: build them from these sources first.
+await buildNode();
 
 let passed = 0;
 let failed = 0;

@@ -143,7 +143,8 @@ async function streaming(url: string, words: number) {
 async function stopWhileStreaming(running: Running, send: (tree: { launcher: number; server: number; host: number; all: number[] }) => void) {
   const streams = await Promise.all([30, 40, 50].map((words) => streaming(running.url, words)));
   const tree = descendants(running.launcher.pid!);
-  const host = tree.find((p) => p.command.includes('process/host.ts'));
+  // The source under tsx (`npx tsx src/main.ts`), or the built program (`npm start`).
+  const host = tree.find((p) => /process\/host\.ts|peer-process\.mjs/.test(p.command));
   assert.ok(host, `a peer process under the launcher: ${JSON.stringify(tree)}`);
   leftovers.pids.push(...tree.map((p) => p.pid));
   const server = Number(readFileSync(`/proc/${host.pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);

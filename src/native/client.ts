@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { NATIVE_HOST_BUNDLE } from './bundle.ts';
+import { builtPath, repositoryRoot } from '../paths.ts';
 import { FragmentAssembler, isFragmentFrame } from './fragments.ts';
 import { encodeNativeMessage, MAX_HOST_MESSAGE_BYTES, NativeMessageReader } from './framing.ts';
 import { decodeUtf8 } from '../protocol/framing.ts';
@@ -47,12 +47,12 @@ export interface NativeHostClient {
   stderr(): string;
 }
 
-const repoRoot = path.resolve(import.meta.dirname, '../..');
 
 export async function spawnNativeHost(options: SpawnOptions = {}): Promise<NativeHostClient> {
-  if (!existsSync(NATIVE_HOST_BUNDLE)) throw new Error(`${NATIVE_HOST_BUNDLE} is missing: run npm run build`);
-  const child = spawn(process.execPath, [NATIVE_HOST_BUNDLE, ...(options.args ?? [])], {
-    cwd: repoRoot,
+  const host = builtPath('nativeHost');
+  if (!existsSync(host)) throw new Error(`${host} is missing: run npm run build`);
+  const child = spawn(process.execPath, [host, ...(options.args ?? [])], {
+    cwd: repositoryRoot(),
     env: { ...process.env, ...options.env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ENV_VARS, type Config } from '../config.ts';
-import { NATIVE_HOST_BUNDLE } from './bundle.ts';
+import { builtPath, repositoryRoot } from '../paths.ts';
 
 export const HOST_NAME = 'com.tabagent.host';
 export const MANIFEST_FILE = `${HOST_NAME}.json`;
@@ -18,7 +18,6 @@ const BROWSERS = ['chrome', 'chromium'] as const;
 type Browser = (typeof BROWSERS)[number];
 type Platform = 'linux' | 'darwin';
 
-const repoRoot = path.resolve(import.meta.dirname, '../..');
 
 /** Where each browser reads a user's host manifests, under the home directory. */
 const MANIFEST_DIRS: Record<Platform, Record<Browser, string>> = {
@@ -70,7 +69,8 @@ async function install(config: Config, args: readonly string[], env: Record<stri
         '(comma-separated; the id is on chrome://extensions) and run this again',
     );
   }
-  if (!existsSync(NATIVE_HOST_BUNDLE)) throw new Error(`${NATIVE_HOST_BUNDLE} is missing: run npm run build (npm ci runs it)`);
+  const host = builtPath('nativeHost');
+  if (!existsSync(host)) throw new Error(`${host} is missing: run npm run build (npm ci runs it)`);
   const platform = process.platform;
   if (platform !== 'linux' && platform !== 'darwin') {
     throw new Error(
@@ -145,8 +145,8 @@ function launcherScript(settings: [string, string][]): string {
     ...(settings.length ? ['# Settings from the environment the install ran in:'] : []),
     ...settings.map(([name, value]) => `export ${name}=${shellQuote(value)}`),
     // The host is built JavaScript (npm run build), to start fast; the server it may start runs from here.
-    `cd ${shellQuote(repoRoot)} || exit 1`,
-    `exec ${shellQuote(process.execPath)} ${shellQuote(NATIVE_HOST_BUNDLE)} "$@"`,
+    `cd ${shellQuote(repositoryRoot())} || exit 1`,
+    `exec ${shellQuote(process.execPath)} ${shellQuote(builtPath('nativeHost'))} "$@"`,
     '',
   ].join('\n');
 }

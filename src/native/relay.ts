@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { DEFAULT_DATA_DIR, nativeSocketPath, serverLogPath } from '../paths.ts';
+import { builtPath, DEFAULT_DATA_DIR, nativeSocketPath, repositoryRoot, serverLogPath } from '../paths.ts';
 import { encodeNativeMessage } from './framing.ts';
 import { STARTED_BY_HOST } from './mode.ts';
 
@@ -111,11 +111,16 @@ function abandoned(claim: string): boolean {
   }
 }
 
-/** The server, detached so that it outlives this host: `npm start`'s command, in the repository, logging to a file. */
+/**
+ * The server, detached so that it outlives this host, logging to a file: what `npm start` runs (the built server),
+ * or the source through tsx where nothing is built (a host run from source).
+ */
 function startServer(dataDir: string, env: Env): ChildProcess {
   const root = repositoryRoot();
+  const built = builtPath('server');
+  const program = existsSync(built) ? [built] : ['--import', 'tsx', path.join(root, 'src/main.ts')];
   const log = openSync(serverLogPath(dataDir), 'a', 0o600);
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/main.ts'), STARTED_BY_HOST], {
+  const child = spawn(process.execPath, [...program, STARTED_BY_HOST], {
     cwd: root,
     detached: true,
     stdio: ['ignore', log, log],
@@ -123,14 +128,6 @@ function startServer(dataDir: string, env: Env): ChildProcess {
   });
   child.unref();
   return child;
-}
-
-/** The repository this file is in (as source or bundled into dist/): the nearest folder with package.json. */
-function repositoryRoot(): string {
-  for (let dir = import.meta.dirname; ; dir = path.dirname(dir)) {
-    if (existsSync(path.join(dir, 'package.json'))) return dir;
-    if (path.dirname(dir) === dir) throw new Error(`no package.json above ${import.meta.dirname}`);
-  }
 }
 
 function lastLine(file: string): string {

@@ -7,12 +7,16 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { builtPath, repositoryRoot } from '../../paths.ts';
 import { Heartbeat } from './heartbeat.ts';
 import { invalidState, type Command, type PeerEvent, type PeerMethod, type PeerSnapshot } from './protocol.ts';
 import { encodeMessage, MessageReader } from './wire.ts';
 
-const HOST_PATH = path.join(import.meta.dirname, 'host.ts');
-const ROOT = path.resolve(import.meta.dirname, '../../..');
+/**
+ * The peer process's code: the built one beside a built server (`npm start` runs dist/server.mjs; plain node then,
+ * without tsx's 35 MB), else the source, which this process's loader (tsx, Deno) runs.
+ */
+const HOST_PATH = import.meta.url.endsWith('.mjs') ? builtPath('peerProcess') : path.join(import.meta.dirname, 'host.ts');
 /** How long a closing peer process gets to exit before it is killed. */
 const EXIT_WAIT_MS = 2_000;
 /** How long a new peer process may take to load wrtc and say it is ready before it counts as hung. */
@@ -48,7 +52,7 @@ export class PeerProcess {
     const [command, args] = hostCommand();
     // A process group of its own: a Ctrl-C in the terminal, or a signal to the server's group, reaches the server,
     // which drains its requests and then ends this process itself (it ignores those signals too: host.ts).
-    this.#child = spawn(command, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'], detached: true });
+    this.#child = spawn(command, args, { cwd: repositoryRoot(), stdio: ['pipe', 'pipe', 'inherit'], detached: true });
     this.#heartbeat = new Heartbeat({
       timeoutMs: options.heartbeatTimeoutMs,
       startupTimeoutMs: Math.max(STARTUP_TIMEOUT_MS, options.heartbeatTimeoutMs),
@@ -349,7 +353,7 @@ export class RemoteChannel {
 /** How to start host.ts: with this process's runtime and loader (tsx under Node; Deno with the project's config). */
 function hostCommand(): [string, string[]] {
   const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
-  if (deno) return [deno.execPath(), ['run', '--allow-env', '--allow-read', '--allow-ffi', '--allow-sys', '--config', path.join(ROOT, 'deno.json'), HOST_PATH]];
+  if (deno) return [deno.execPath(), ['run', '--allow-env', '--allow-read', '--allow-ffi', '--allow-sys', '--config', path.join(repositoryRoot(), 'deno.json'), HOST_PATH]];
   // The loader flags (tsx's --import/--require) carry over; a debugger port would clash, so those do not.
   const execArgv = process.execArgv.filter((arg) => !arg.startsWith('--inspect'));
   return [process.execPath, [...execArgv, HOST_PATH]];
