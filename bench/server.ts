@@ -15,7 +15,7 @@ import { procCpuMs, procRssBytes, sleep } from './measure.ts';
 setLogLevel('warn');
 const config = loadConfig(process.env, { port: 0, upstreamUrl: 'off', maxSessions: 10_000, maxSessionsPerIp: 10_000, sessionRatePerMinute: 0, messageRatePerSecond: 0 });
 const app = createApp(config);
-await app.peerProcesses?.start();
+await app.start();
 const server = await serveApp(app, { hostname: '127.0.0.1', port: 0 }).ready();
 const gc = (globalThis as { gc?: () => void }).gc;
 

@@ -13,9 +13,10 @@ import { corsHeaders, isOriginAllowed, preflightHeaders } from './http/cors.ts';
 import { errorResponse, json } from './http/json.ts';
 import { limitBody, limitNesting } from './http/limit.ts';
 import { handleRest, REST_PREFIX } from './http/rest.ts';
+import { loadPeerFactory } from './peer/backend.ts';
 import { PeerCount } from './peer/count.ts';
+import type { PeerFactory } from './peer/factory.ts';
 import { PeerProcessPool } from './peer/process/pool.ts';
-import { createWrtcPeer, type PeerFactory } from './peer/wrtc.ts';
 import { MAX_NESTING_DEPTH } from './protocol/frames.ts';
 import { ApiKeys } from './security/auth.ts';
 import { SessionRate } from './security/rate-limit.ts';
@@ -31,7 +32,10 @@ export const VERSION = '0.1.0';
 const MAX_BODY_DEPTH = MAX_NESTING_DEPTH + 8;
 
 export interface AppDeps {
-  /** Makes RTCPeerConnections; by default wrtc's, in peer processes (`peerProcesses`) or in this one. */
+  /**
+   * Makes RTCPeerConnections; by default the `peerBackend`'s, in peer processes (`peerProcesses`) or in this one
+   * (loaded by `start()`).
+   */
   createPeer?: PeerFactory;
   /**
    * Handlers that replace the built-in ones per request type (the inference engine is built in, from the config;
@@ -46,6 +50,11 @@ export interface AppDeps {
 }
 
 export interface App {
+  /**
+   * Loads the peer backend before the first offer: starts the peer processes, or loads it into this process when
+   * `peerProcesses` is 0. Rejects, saying why and what to do, when the backend cannot load here.
+   */
+  start(): Promise<void>;
   /** The whole server as a fetch handler: `/trpc/*`, `/v1/webrtc/*`, `/v1/ws`. `info.ip` is the client's address. */
   fetch(request: Request, info?: { ip?: string }): Promise<Response>;
   /** Graceful shutdown: tells every channel, lets in-flight requests finish within the grace, closes every peer. */
@@ -90,8 +99,14 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     stats,
   );
   const sessionRate = new SessionRate(config.sessionRatePerMinute);
-  const peerProcesses = deps.createPeer || config.peerProcesses === 0 ? undefined : new PeerProcessPool(config.peerProcesses);
-  const createPeer = deps.createPeer ?? peerProcesses?.createPeer ?? createWrtcPeer;
+  const peerProcesses =
+    deps.createPeer || config.peerProcesses === 0 ? undefined : new PeerProcessPool(config.peerProcesses, config.peerBackend);
+  /** Peers in this process: the backend's factory once `start()` has loaded it. */
+  let localPeers = deps.createPeer;
+  const createPeer: PeerFactory = peerProcesses?.createPeer ?? ((rtcConfig) => {
+    if (!localPeers) throw new Error(`The ${config.peerBackend} peer backend is not loaded: await app.start() before serving`);
+    return localPeers(rtcConfig);
+  });
   sessions = new SessionManager(config, { createPeer: peers.track(createPeer), dispatcher, stats, sessionRate });
   const signaling = new Signaling(sessions, config);
   const websockets = new WebSocketEndpoint(config, { dispatcher, stats, sessionRate });
@@ -146,6 +161,10 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
   }
 
   return {
+    async start() {
+      if (peerProcesses) await peerProcesses.start();
+      else localPeers ??= await loadPeerFactory(config.peerBackend);
+    },
     sessions,
     websockets,
     dispatcher,

@@ -11,6 +11,13 @@ const iceServer = z.object({
 });
 export type IceServer = z.infer<typeof iceServer>;
 
+/**
+ * The WebRTC stacks the server's peers can run on (src/peer/backend.ts loads them): `wrtc` (@roamhq/wrtc, Chrome's
+ * libwebrtc) or `node-datachannel` (libdatachannel). Both come prebuilt from the npm registry.
+ */
+export const PEER_BACKENDS = ['wrtc', 'node-datachannel'] as const;
+export type PeerBackend = (typeof PEER_BACKENDS)[number];
+
 /** The server's settings. Every field has a default; `loadConfig` reads them from the environment. */
 export const configSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
@@ -35,6 +42,8 @@ export const configSchema = z.object({
    * not the server. 0 runs them in the server's own process (a little faster, unprotected).
    */
   peerProcesses: z.coerce.number().int().min(0).max(64).default(1),
+  /** The WebRTC stack the server's peers run on, wherever they run (see README, Speed, for how the two compare). */
+  peerBackend: z.enum(PEER_BACKENDS).default('wrtc'),
   iceServers: z.array(iceServer).default([]),
   /** TURN servers handed out with ephemeral credentials from `turnSecret` (coturn's `use-auth-secret`). */
   turnUrls: z.array(z.string().regex(/^turns?:/, 'must be turn: or turns: URLs')).default([]),
@@ -105,6 +114,7 @@ export const ENV_VARS = {
   resumeGraceMs: 'TABAGENT_RESUME_GRACE_MS',
   resumeBufferBytes: 'TABAGENT_RESUME_BUFFER_BYTES',
   peerProcesses: 'TABAGENT_PEER_PROCESSES',
+  peerBackend: 'TABAGENT_PEER_BACKEND',
   iceServers: 'TABAGENT_ICE_SERVERS',
   turnUrls: 'TABAGENT_TURN_URLS',
   turnSecret: 'TABAGENT_TURN_SECRET',

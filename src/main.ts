@@ -27,8 +27,9 @@ const store = await openStore({ dataDir: config.dataDir, databaseUrl: config.dat
 });
 const app = createApp(config, { store });
 if (mode === 'host') process.exit(await runNativeHost({ config, app, args, close: async () => store?.close() }));
-// The peer processes load before the port opens, so the first offer does not wait for them.
-await app.peerProcesses?.start();
+// The peer backend loads (in its peer processes, or in this one) before the port opens, so the first offer does
+// not wait for it, and a backend that cannot load here stops the start, saying why.
+await app.start();
 const server = serveApp(app, { hostname: config.host, port: config.port });
 await server.ready();
 log.info(`tabagent-webrtc listening on http://${config.host}:${config.port}`, { trpc: '/trpc', rest: '/v1/webrtc/', websocket: WEBSOCKET_PATH, store: store?.kind });

@@ -58,7 +58,7 @@ const checks: Check[] = [];
 const check = (name: string, ok: boolean, detail: string) => checks.push({ name, ok, detail });
 
 // The server's steady state, which every count comes back to: its peer processes started, as main.ts starts them.
-await app.peerProcesses?.start();
+await app.start();
 const baseline = (await waitFor(app, (s) => s.sessions === 0 && s.peersUncollected === 0, { timeoutMs: 5_000, withGc: true })).last;
 const started = Date.now();
 

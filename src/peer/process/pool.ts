@@ -1,13 +1,14 @@
+import type { PeerBackend } from '../../config.ts';
 import { log } from '../../log.ts';
-import type { PeerFactory } from '../wrtc.ts';
+import type { PeerFactory } from '../factory.ts';
 import { PeerProcess, RemotePeer } from './remote.ts';
 
 /** A host that dies sooner than this after starting is not restarted until a peer needs one. */
 const RESTART_AFTER_MS = 1_000;
 
 /**
- * The peer processes the server's WebRTC peers live in: `size` of them, each new peer going to the one holding
- * fewest. One that dies is replaced at once; its peers fail, and their sessions wait for a resume.
+ * The peer processes the server's WebRTC peers live in: `size` of them, on `backend`, each new peer going to the
+ * one holding fewest. One that dies is replaced at once; its peers fail, and their sessions wait for a resume.
  */
 export class PeerProcessPool {
   #processes: PeerProcess[] = [];
@@ -15,7 +16,10 @@ export class PeerProcessPool {
   /** Processes that died while the server was running (a native crash, or killed). */
   crashes = 0;
 
-  constructor(readonly size: number) {}
+  constructor(
+    readonly size: number,
+    readonly backend: PeerBackend,
+  ) {}
 
   /** The factory for the session manager. A RemotePeer has the members of RTCPeerConnection the sessions use. */
   readonly createPeer: PeerFactory = (config) => new RemotePeer(this.#pick(), config) as unknown as RTCPeerConnection;
@@ -27,11 +31,14 @@ export class PeerProcessPool {
 
   /**
    * Starts the processes ahead of the first peer, which would otherwise wait for them (a process takes ~0.5 s to
-   * load); resolves once they serve.
+   * load); resolves once they serve, and rejects, saying why, when they cannot load the backend.
    */
   async start(): Promise<void> {
     if (!this.#closed) this.#fill();
-    await Promise.all(this.#processes.map((host) => host.ready));
+    const hosts = [...this.#processes];
+    await Promise.all(hosts.map((host) => host.ready));
+    const failed = hosts.find((host) => host.unavailable);
+    if (failed) throw new Error(failed.unavailable);
   }
 
   /** Ends every host; their peers close with them. */
@@ -55,12 +62,13 @@ export class PeerProcessPool {
   }
 
   #start(): void {
-    const host = new PeerProcess();
+    const host = new PeerProcess(this.backend);
     const startedAt = Date.now();
     this.#processes.push(host);
     void host.exited.then(({ code, signal }) => {
       this.#processes = this.#processes.filter((running) => running !== host);
-      if (this.#closed || host.closing) return;
+      // One that could not load its backend is no crash, and another would fail the same way.
+      if (this.#closed || host.closing || host.unavailable) return;
       this.crashes++;
       // Started again at once, so resuming clients find it warm; one that dies as it starts waits for a peer to need it.
       const replaceNow = Date.now() - startedAt > RESTART_AFTER_MS && this.#processes.length < this.size;

@@ -1,13 +1,15 @@
 /**
- * The server's side of the peer process: RemotePeer and RemoteChannel stand in for wrtc's RTCPeerConnection and
- * RTCDataChannel, with the members the session layer uses, and forward to the peer process (host.ts). Their
+ * The server's side of the peer process: RemotePeer and RemoteChannel stand in for the backend's RTCPeerConnection
+ * and RTCDataChannel, with the members the session layer uses, and forward to the peer process (host.ts). Their
  * state is read synchronously, as from the real objects: each event and reply from the process carries it.
  * When the process dies, every peer it held fails and every channel closes, as if the network had gone: sessions
  * suspend, and clients resume on a fresh process with nothing lost.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { invalidState, type Command, type PeerEvent, type PeerMethod, type PeerSnapshot } from './protocol.ts';
+import type { PeerBackend } from '../../config.ts';
+import { invalidState } from '../dom-errors.ts';
+import type { Command, PeerEvent, PeerMethod, PeerSnapshot } from './protocol.ts';
 import { encodeMessage, MessageReader } from './wire.ts';
 
 const HOST_PATH = path.join(import.meta.dirname, 'host.ts');
@@ -26,14 +28,15 @@ export class PeerProcess {
   /** Settles once the process serves commands (or has exited). */
   readonly ready: Promise<void>;
   #markReady!: () => void;
+  #unavailable: string | undefined;
   #alive = true;
   #closing = false;
   readonly #child: ChildProcess;
   readonly #calls = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
   #nextId = 0;
 
-  constructor() {
-    const [command, args] = hostCommand();
+  constructor(backend: PeerBackend) {
+    const [command, args] = hostCommand(backend);
     this.#child = spawn(command, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
     // A write to a process that just died fails with EPIPE; its exit handler does the cleaning up.
     this.#child.stdin!.on('error', () => {});
@@ -43,7 +46,8 @@ export class PeerProcess {
     });
     this.ready = new Promise((resolve) => (this.#markReady = resolve));
     this.exited = new Promise((resolve) => {
-      this.#child.once('exit', (code, signal) => {
+      // 'close', not 'exit': after the process's last words on stdout (why it could not start) have been read.
+      this.#child.once('close', (code, signal) => {
         this.#died();
         this.#markReady();
         resolve({ code, signal });
@@ -53,6 +57,11 @@ export class PeerProcess {
 
   get alive(): boolean {
     return this.#alive;
+  }
+
+  /** Why the process could not load its peer backend (it then exits); undefined when it could. */
+  get unavailable(): string | undefined {
+    return this.#unavailable;
   }
 
   get pid(): number | undefined {
@@ -103,6 +112,9 @@ export class PeerProcess {
     switch (event.ev) {
       case 'ready':
         return this.#markReady();
+      case 'unavailable':
+        this.#unavailable = event.message;
+        return;
       case 'reply': {
         this.peers.get(event.peer)?.update(event.snapshot);
         const call = this.#calls.get(event.call);
@@ -312,11 +324,14 @@ export class RemoteChannel {
   }
 }
 
-/** How to start host.ts: with this process's runtime and loader (tsx under Node; Deno with the project's config). */
-function hostCommand(): [string, string[]] {
+/**
+ * How to start host.ts on `backend`: with this process's runtime and loader (tsx under Node; Deno with the
+ * project's config).
+ */
+function hostCommand(backend: PeerBackend): [string, string[]] {
   const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
-  if (deno) return [deno.execPath(), ['run', '--allow-env', '--allow-read', '--allow-ffi', '--allow-sys', '--config', path.join(ROOT, 'deno.json'), HOST_PATH]];
+  if (deno) return [deno.execPath(), ['run', '--allow-env', '--allow-read', '--allow-ffi', '--allow-sys', '--config', path.join(ROOT, 'deno.json'), HOST_PATH, backend]];
   // The loader flags (tsx's --import/--require) carry over; a debugger port would clash, so those do not.
   const execArgv = process.execArgv.filter((arg) => !arg.startsWith('--inspect'));
-  return [process.execPath, [...execArgv, HOST_PATH]];
+  return [process.execPath, [...execArgv, HOST_PATH, backend]];
 }

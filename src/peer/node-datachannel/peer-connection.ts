@@ -1,0 +1,150 @@
+import { PeerConnection, type DescriptionType } from 'node-datachannel';
+import { domError, invalidState } from '../dom-errors.ts';
+import { DatachannelChannel } from './data-channel.ts';
+import { nativeConfig } from './rtc-config.ts';
+
+type Handler<E> = ((event: E) => void) | null;
+type IceCandidate = RTCIceCandidateInit & { toJSON(): RTCIceCandidateInit };
+
+/** libdatachannel says `in-progress` where W3C says `gathering`. */
+const GATHERING: Record<string, RTCIceGatheringState> = { new: 'new', 'in-progress': 'gathering', complete: 'complete' };
+/** libdatachannel prefixes its errors with the call that failed; the rest is the reason. */
+const strip = (error: unknown) => (error instanceof Error ? error.message : String(error)).replace(/^libdatachannel error while [^:]*: /, '');
+
+let peers = 0;
+
+/**
+ * A W3C RTCPeerConnection over libdatachannel's PeerConnection, with the members the session layer and the peer
+ * process use, keeping the W3C contract where libdatachannel differs:
+ * - descriptions are null until set (and after close), as the session layer reads them;
+ * - candidates are `candidate:...` with sdpMid and sdpMLineIndex (libdatachannel's start `a=candidate:` and have
+ *   a mid only), as Chrome and wrtc send and take them;
+ * - after `close()` no event fires, and every method throws InvalidStateError;
+ * - the end of gathering is the `icegatheringstatechange` to `complete` (no null candidate: libdatachannel reports
+ *   its candidates after that change, and a null first would tell clients to expect no more).
+ * libdatachannel has no separate createOffer: the offer is made and applied in one step, so `createOffer` applies it
+ * and `setLocalDescription` with that offer then only confirms it.
+ */
+export class DatachannelPeerConnection {
+  onicecandidate: Handler<{ candidate: IceCandidate | null }> = null;
+  onicegatheringstatechange: Handler<Event> = null;
+  onconnectionstatechange: Handler<Event> = null;
+  ondatachannel: Handler<{ channel: DatachannelChannel }> = null;
+  readonly #native: PeerConnection;
+  #closed = false;
+
+  constructor(config: RTCConfiguration = {}) {
+    const native = (this.#native = new PeerConnection(`tabagent-${++peers}`, nativeConfig(config)));
+    // Each callback is registered whatever the user sets: node-datachannel frees them, which otherwise keep the
+    // event loop alive, once the connection has closed.
+    native.onLocalCandidate((line, mid) => {
+      if (this.#closed) return;
+      const init: RTCIceCandidateInit = { candidate: line.replace(/^a=/, ''), sdpMid: mid, sdpMLineIndex: mLineIndex(native.localDescription()?.sdp, mid) };
+      this.onicecandidate?.({ candidate: { ...init, toJSON: () => init } });
+    });
+    native.onGatheringStateChange(() => this.#closed || this.onicegatheringstatechange?.(new Event('icegatheringstatechange')));
+    native.onStateChange(() => this.#closed || this.onconnectionstatechange?.(new Event('connectionstatechange')));
+    native.onSignalingStateChange(() => {});
+    native.onIceStateChange(() => {});
+    native.onLocalDescription(() => {});
+    native.onDataChannel((channel) => {
+      const wrapped = new DatachannelChannel(channel);
+      if (this.#closed || !this.ondatachannel) wrapped.close();
+      else this.ondatachannel({ channel: wrapped });
+    });
+  }
+
+  get localDescription(): RTCSessionDescriptionInit | null {
+    return this.#closed ? null : description(this.#native.localDescription());
+  }
+  get remoteDescription(): RTCSessionDescriptionInit | null {
+    return this.#closed ? null : description(this.#native.remoteDescription());
+  }
+  get iceGatheringState(): RTCIceGatheringState {
+    return this.#closed ? 'complete' : (GATHERING[this.#native.gatheringState()] ?? 'new');
+  }
+  get connectionState(): RTCPeerConnectionState {
+    return this.#closed ? 'closed' : (this.#native.state() as RTCPeerConnectionState);
+  }
+  /** Once the remote description states it: before, libdatachannel reports its 64 KiB fallback, not the peer's size. */
+  get sctp(): { maxMessageSize: number } | null {
+    return this.remoteDescription ? { maxMessageSize: this.#native.maxMessageSize() } : null;
+  }
+
+  createDataChannel(label: string, init: RTCDataChannelInit = {}): DatachannelChannel {
+    this.#open();
+    const native = this.#native.createDataChannel(label, {
+      unordered: init.ordered === false,
+      ...(init.maxRetransmits != null && { maxRetransmits: init.maxRetransmits }),
+      ...(init.maxPacketLifeTime != null && { maxPacketLifeTime: init.maxPacketLifeTime }),
+      ...(init.protocol && { protocol: init.protocol }),
+      ...(init.negotiated && { negotiated: true, id: init.id }),
+    });
+    return new DatachannelChannel(native);
+  }
+
+  async createOffer(): Promise<RTCSessionDescriptionInit> {
+    this.#open();
+    if (this.#native.localDescription()?.type !== 'offer') this.#native.setLocalDescription('offer');
+    return description(this.#native.localDescription())!;
+  }
+
+  async setLocalDescription(init?: RTCSessionDescriptionInit): Promise<void> {
+    this.#open();
+    const type = init?.type ?? 'offer';
+    if (this.#native.localDescription()?.type === type) return;
+    this.#native.setLocalDescription(type as DescriptionType);
+  }
+
+  async setRemoteDescription(init: RTCSessionDescriptionInit): Promise<void> {
+    this.#open();
+    try {
+      this.#native.setRemoteDescription(init.sdp ?? '', init.type as DescriptionType);
+    } catch (error) {
+      throw domError('OperationError', strip(error));
+    }
+  }
+
+  /** An end-of-candidates marker (no candidate) needs nothing: libdatachannel keeps checking what it has. */
+  async addIceCandidate(init?: RTCIceCandidateInit | null): Promise<void> {
+    this.#open();
+    if (!init?.candidate) return;
+    const remote = this.#native.remoteDescription();
+    if (!remote) throw invalidState('No remote description to add a candidate to');
+    const mid = init.sdpMid ?? midAt(remote.sdp, init.sdpMLineIndex ?? 0);
+    try {
+      this.#native.addRemoteCandidate(init.candidate, mid);
+    } catch (error) {
+      throw domError('OperationError', strip(error));
+    }
+  }
+
+  /** Closes it and its channels at once; libdatachannel frees its native side here, not at a later collection. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#native.close();
+  }
+
+  #open(): void {
+    if (this.#closed) throw invalidState('The peer connection is closed');
+  }
+}
+
+function description(native: { type: string; sdp: string } | null | undefined): RTCSessionDescriptionInit | null {
+  return native ? { type: native.type as RTCSdpType, sdp: native.sdp } : null;
+}
+
+/** The SDP's media sections, each from its `m=` line. */
+function sections(sdp: string | undefined): string[] {
+  return (sdp ?? '').split(/\r?\n(?=m=)/).slice(1);
+}
+
+function mLineIndex(sdp: string | undefined, mid: string): number {
+  const index = sections(sdp).findIndex((section) => section.split(/\r?\n/).some((line) => line.trim() === `a=mid:${mid}`));
+  return Math.max(index, 0);
+}
+
+function midAt(sdp: string, index: number): string {
+  return /^a=mid:(\S+)/m.exec(sections(sdp)[index] ?? '')?.[1] ?? '0';
+}
