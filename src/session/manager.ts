@@ -239,7 +239,7 @@ export class SessionManager {
     const { pc } = session;
     this.watchPeer(session, pc);
     try {
-      const offer = await createServerOffer(pc, trickle ? 0 : this.config.iceGatheringTimeoutMs);
+      const offer = await createServerOffer(pc, { trickle: trickle === true, gatheringTimeoutMs: this.config.iceGatheringTimeoutMs });
       if (session.closed) throw new AppError('shutting_down', 'Session closed while its offer was made');
       if (session.pc !== pc) throw new AppError('conflict', 'Session was resumed again while this offer was made');
       this.serve(session, offer.channel, true);

@@ -19,9 +19,14 @@ let peers = 0;
  * - descriptions are null until set (and after close), as the session layer reads them;
  * - candidates are `candidate:...` with sdpMid and sdpMLineIndex (libdatachannel's start `a=candidate:` and have
  *   a mid only), as Chrome and wrtc send and take them;
- * - after `close()` no event fires, and every method throws InvalidStateError;
+ * - `closed` only after `close()` (a remote close reads `failed`); then no event fires, and every method throws
+ *   InvalidStateError;
  * - the end of gathering is the `icegatheringstatechange` to `complete` (no null candidate: libdatachannel reports
- *   its candidates after that change, and a null first would tell clients to expect no more).
+ *   its candidates after that change, and a null first would tell clients to expect no more);
+ * - candidates are announced only once the remote description is set. libdatachannel 0.24.5 gives its ICE agent
+ *   the remote description before it keeps it for the DTLS fingerprint check: a client that already knows our
+ *   candidates can finish ICE in between, and its handshake then fails that check ("DTLS alert: unknown CA"; about
+ *   one connection in thirty here). A client that learns them after our answer is kept cannot be that early.
  * libdatachannel has no separate createOffer: the offer is made and applied in one step, so `createOffer` applies it
  * and `setLocalDescription` with that offer then only confirms it.
  */
@@ -32,6 +37,8 @@ export class DatachannelPeerConnection {
   ondatachannel: Handler<{ channel: DatachannelChannel }> = null;
   readonly #native: PeerConnection;
   #closed = false;
+  /** Local candidates made before the remote description was set, announced once it is (see above). */
+  #held: RTCIceCandidateInit[] | undefined = [];
 
   constructor(config: RTCConfiguration = {}) {
     const native = (this.#native = new PeerConnection(`tabagent-${++peers}`, nativeConfig(config)));
@@ -40,7 +47,8 @@ export class DatachannelPeerConnection {
     native.onLocalCandidate((line, mid) => {
       if (this.#closed) return;
       const init: RTCIceCandidateInit = { candidate: line.replace(/^a=/, ''), sdpMid: mid, sdpMLineIndex: mLineIndex(native.localDescription()?.sdp, mid) };
-      this.onicecandidate?.({ candidate: { ...init, toJSON: () => init } });
+      if (this.#held) this.#held.push(init);
+      else this.#announce(init);
     });
     native.onGatheringStateChange(() => this.#closed || this.onicegatheringstatechange?.(new Event('icegatheringstatechange')));
     native.onStateChange(() => this.#closed || this.onconnectionstatechange?.(new Event('connectionstatechange')));
@@ -63,8 +71,11 @@ export class DatachannelPeerConnection {
   get iceGatheringState(): RTCIceGatheringState {
     return this.#closed ? 'complete' : (GATHERING[this.#native.gatheringState()] ?? 'new');
   }
+  /** W3C keeps `closed` for a connection closed here; libdatachannel says it of one the remote side closed too. */
   get connectionState(): RTCPeerConnectionState {
-    return this.#closed ? 'closed' : (this.#native.state() as RTCPeerConnectionState);
+    if (this.#closed) return 'closed';
+    const state = this.#native.state() as RTCPeerConnectionState;
+    return state === 'closed' ? 'failed' : state;
   }
   /** Once the remote description states it: before, libdatachannel reports its 64 KiB fallback, not the peer's size. */
   get sctp(): { maxMessageSize: number } | null {
@@ -103,6 +114,9 @@ export class DatachannelPeerConnection {
     } catch (error) {
       throw domError('OperationError', strip(error));
     }
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    for (const candidate of held) this.#announce(candidate);
   }
 
   /** An end-of-candidates marker (no candidate) needs nothing: libdatachannel keeps checking what it has. */
@@ -124,6 +138,10 @@ export class DatachannelPeerConnection {
     if (this.#closed) return;
     this.#closed = true;
     this.#native.close();
+  }
+
+  #announce(init: RTCIceCandidateInit): void {
+    if (!this.#closed) this.onicecandidate?.({ candidate: { ...init, toJSON: () => init } });
   }
 
   #open(): void {

@@ -160,6 +160,8 @@ export class RemotePeer {
     connectionState: 'new',
     maxMessageSize: null,
   };
+  /** Closed here: what the process reports afterwards no longer counts (a stack may report `closed` on its own). */
+  #closed = false;
   readonly #id: number;
   readonly #host: PeerProcess;
 
@@ -179,8 +181,8 @@ export class RemotePeer {
   get iceGatheringState() {
     return this.#state.iceGatheringState;
   }
-  get connectionState() {
-    return this.#state.connectionState;
+  get connectionState(): RTCPeerConnectionState {
+    return this.#closed ? 'closed' : this.#state.connectionState;
   }
   get sctp(): { maxMessageSize: number } | null {
     return this.#state.maxMessageSize === null ? null : { maxMessageSize: this.#state.maxMessageSize };
@@ -206,25 +208,25 @@ export class RemotePeer {
   }
 
   close(): void {
-    if (this.#state.connectionState === 'closed') return;
-    this.#state = { ...this.#state, connectionState: 'closed' };
+    if (this.#closed) return;
+    this.#closed = true;
     this.#host.peers.delete(this.#id);
     this.#host.command({ op: 'close', peer: this.#id });
   }
 
   #call(method: PeerMethod, arg?: unknown): Promise<unknown> {
-    if (this.#state.connectionState === 'closed') return Promise.reject(invalidState('The peer connection is closed'));
+    if (this.#closed) return Promise.reject(invalidState('The peer connection is closed'));
     return this.#host.call(this.#id, method, arg);
   }
 
   /** From the peer process: */
 
   update(snapshot: PeerSnapshot): void {
-    if (this.#state.connectionState !== 'closed') this.#state = snapshot;
+    if (!this.#closed) this.#state = snapshot;
   }
 
   fire(event: Extract<PeerEvent, { ev: 'peer' }>): void {
-    if (this.#state.connectionState === 'closed') return;
+    if (this.#closed) return;
     this.#state = event.snapshot;
     if (event.fire === 'icecandidate') {
       const init = event.candidate;
@@ -242,7 +244,7 @@ export class RemotePeer {
 
   /** The process died: as a network failure would, the connection fails. */
   lost(): void {
-    if (this.#state.connectionState === 'closed') return;
+    if (this.#closed) return;
     this.#state = { ...this.#state, connectionState: 'failed' };
     this.#host.peers.delete(this.#id);
     this.onconnectionstatechange?.(new Event('connectionstatechange'));
