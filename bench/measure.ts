@@ -1,5 +1,5 @@
 /** Timing, percentiles and a process's CPU and memory as Linux reports them, for `npm run bench`. */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 export const MiB = 1024 * 1024;
 
@@ -43,6 +43,11 @@ export function procCpuMs(pid: number): number {
 export function procRssBytes(pid: number): number {
   const match = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
   return match ? Number(match[1]) * 1024 : NaN;
+}
+
+/** Threads of a process, as Linux lists them under /proc/<pid>/task. */
+export function procThreads(pid: number | 'self'): number {
+  return readdirSync(`/proc/${pid}/task`).length;
 }
 
 /** Runs `tasks` with at most `limit` at once. */
