@@ -47,6 +47,7 @@ const config = loadConfig({}, {
   disconnectGraceMs: DISCONNECT_GRACE_MS,
   shutdownGraceMs: 1_000,
   ...(options.peerProcesses !== undefined && { peerProcesses: options.peerProcesses }),
+  ...(options.peerBackend && { peerBackend: options.peerBackend }),
 });
 const app = createApp(config);
 const server = await serveApp(app, { hostname: '127.0.0.1', port: 0 }).ready();
@@ -115,7 +116,10 @@ async function settle(threads?: { server: number; peerProcesses: number }) {
 }
 
 tell({ type: 'phase', phase: 'warm-up' });
-say(`soak: ${options.cycles} cycles, ${options.concurrency} clients at once, ${Math.round(options.killFraction * 100)}% killed mid-stream; server ${url}`);
+say(
+  `soak: ${options.cycles} cycles, ${options.concurrency} clients at once, ${Math.round(options.killFraction * 100)}% killed mid-stream; ` +
+    `peers on ${config.peerBackend}, ${config.peerProcesses ? `in ${config.peerProcesses} peer process(es)` : 'in the server'}; server ${url}`,
+);
 await runCycles(0, options.warmupCycles);
 // Threads that wrtc and libuv start once, on first use, stay: the warm-up count is what later counts return to.
 const warmup = (await settle()).last;
