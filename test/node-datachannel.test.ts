@@ -8,6 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createSignalingClient, type AppError, type Chunk } from '../src/client/index.ts';
 import { loadConfig, type ConfigInput } from '../src/config.ts';
+import { DatachannelPeerConnection } from '../src/peer/node-datachannel/peer-connection.ts';
 import { nativeConfig } from '../src/peer/node-datachannel/rtc-config.ts';
 import { PeerProcessPool } from '../src/peer/process/pool.ts';
 import { fakeInference } from './fixtures/engine.ts';
@@ -174,6 +175,21 @@ setup('a peer process that cannot load its backend stops the start with the reas
   } finally {
     await pool.close();
   }
+});
+
+setup('closing a connection closes each of its channels, with one close event each (the peer process frees a channel on it)', async () => {
+  const pc = new DatachannelPeerConnection({ iceServers: [] });
+  const channels = [pc.createDataChannel('a'), pc.createDataChannel('b')];
+  await pc.setLocalDescription(await pc.createOffer());
+  const closes = channels.map(() => 0);
+  channels.forEach((channel, i) => (channel.onclose = () => closes[i]++));
+  pc.close();
+  await until(() => closes.every((n) => n > 0), 'a close event on every channel');
+  await new Promise((resolve) => setTimeout(resolve, 50)); // any later callback from libdatachannel
+  assert.equal(closes, [1, 1], 'once each');
+  assert.equal(channels.map((c) => c.readyState), ['closed', 'closed']);
+  assert.throws(() => channels[0].send('late'), (error: Error) => error.name === 'InvalidStateError');
+  assert.is(pc.connectionState, 'closed');
 });
 
 setup('TURN servers reach libdatachannel as objects: a username with a colon (ours are "<expiry>:<user>") intact', () => {

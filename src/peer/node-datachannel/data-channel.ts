@@ -18,9 +18,12 @@ export class DatachannelChannel {
   readonly label: string;
   #readyState: RTCDataChannelState;
   readonly #native: DataChannel;
+  readonly #gone: ((channel: DatachannelChannel) => void) | undefined;
 
-  constructor(native: DataChannel) {
+  /** `gone` hears of its close (its peer connection keeps its open channels). */
+  constructor(native: DataChannel, gone?: (channel: DatachannelChannel) => void) {
     this.#native = native;
+    this.#gone = gone;
     this.label = native.getLabel();
     this.#readyState = native.isOpen() ? 'open' : 'connecting';
     native.onOpen(() => {
@@ -30,11 +33,7 @@ export class DatachannelChannel {
     });
     // Registered whatever the user sets: node-datachannel frees a channel's callbacks, which otherwise keep the
     // event loop alive, when its closed callback runs.
-    native.onClosed(() => {
-      if (this.#readyState === 'closed') return;
-      this.#readyState = 'closed';
-      this.onclose?.(new Event('close'));
-    });
+    native.onClosed(() => this.closed());
     // A failure closes the channel too; the close is what users act on.
     native.onError(() => {});
     native.onMessage((data) => {
@@ -67,6 +66,14 @@ export class DatachannelChannel {
       // W3C: a message over the peer's max message size is a TypeError; any other failure means the channel is gone.
       throw /size exceeds/i.test(message) ? domError('TypeError', message) : invalidState(`Data channel "${this.label}" is closed (${message})`);
     }
+  }
+
+  /** The native channel closed, or its peer connection did (which may leave it no callback to say so): once. */
+  closed(): void {
+    if (this.#readyState === 'closed') return;
+    this.#readyState = 'closed';
+    this.#gone?.(this);
+    this.onclose?.(new Event('close'));
   }
 
   close(): void {

@@ -1,4 +1,4 @@
-import { PeerConnection, type DescriptionType } from 'node-datachannel';
+import { PeerConnection, type DataChannel, type DescriptionType } from 'node-datachannel';
 import { domError, invalidState } from '../dom-errors.ts';
 import { DatachannelChannel } from './data-channel.ts';
 import { nativeConfig } from './rtc-config.ts';
@@ -37,6 +37,8 @@ export class DatachannelPeerConnection {
   ondatachannel: Handler<{ channel: DatachannelChannel }> = null;
   readonly #native: PeerConnection;
   #closed = false;
+  /** Its channels not yet closed: closing the connection closes them all (see close()). */
+  readonly #channels = new Set<DatachannelChannel>();
   /** Local candidates made before the remote description was set, announced once it is (see above). */
   #held: RTCIceCandidateInit[] | undefined = [];
 
@@ -56,7 +58,7 @@ export class DatachannelPeerConnection {
     native.onIceStateChange(() => {});
     native.onLocalDescription(() => {});
     native.onDataChannel((channel) => {
-      const wrapped = new DatachannelChannel(channel);
+      const wrapped = this.#track(channel);
       if (this.#closed || !this.ondatachannel) wrapped.close();
       else this.ondatachannel({ channel: wrapped });
     });
@@ -91,7 +93,7 @@ export class DatachannelPeerConnection {
       ...(init.protocol && { protocol: init.protocol }),
       ...(init.negotiated && { negotiated: true, id: init.id }),
     });
-    return new DatachannelChannel(native);
+    return this.#track(native);
   }
 
   async createOffer(): Promise<RTCSessionDescriptionInit> {
@@ -133,11 +135,25 @@ export class DatachannelPeerConnection {
     }
   }
 
-  /** Closes it and its channels at once; libdatachannel frees its native side here, not at a later collection. */
+  /**
+   * Closes it and its channels at once; libdatachannel frees its native side here, not at a later collection. Every
+   * channel then reads `closed` and fires `close`, as wrtc's do: the peer process frees a channel on that event, and
+   * libdatachannel does not always call a channel back once its connection is gone.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#native.close();
+    const channels = [...this.#channels];
+    this.#channels.clear();
+    // After the callbacks libdatachannel has already queued, which say the same.
+    setImmediate(() => channels.forEach((channel) => channel.closed()));
+  }
+
+  #track(native: DataChannel): DatachannelChannel {
+    const channel = new DatachannelChannel(native, (gone) => this.#channels.delete(gone));
+    this.#channels.add(channel);
+    return channel;
   }
 
   #announce(init: RTCIceCandidateInit): void {
