@@ -80,13 +80,19 @@ export class DatachannelChannel {
     if (this.#readyState === 'closing' || this.#readyState === 'closed') return;
     this.#readyState = 'closing';
     // On a later turn, as node-datachannel's own polyfill does: closing a channel can wait on libdatachannel's
-    // threads, and a peer connection closed in the same turn then closes it anyway (and this call finds it gone).
-    setImmediate(() => {
-      try {
-        this.#native.close();
-      } catch {
-        // already destroyed with its peer connection
-      }
-    });
+    // threads, and a peer connection closed in the same turn closes it anyway (release()).
+    setImmediate(() => this.release());
+  }
+
+  /**
+   * Closes the native channel now, its peer connection being closed: only a channel closed itself is called back,
+   * and node-datachannel frees its callbacks (which hold the event loop open) in that call.
+   */
+  release(): void {
+    try {
+      this.#native.close();
+    } catch {
+      // already closed and freed
+    }
   }
 }

@@ -137,8 +137,9 @@ export class DatachannelPeerConnection {
 
   /**
    * Closes it and its channels at once; libdatachannel frees its native side here, not at a later collection. Every
-   * channel then reads `closed` and fires `close`, as wrtc's do: the peer process frees a channel on that event, and
-   * libdatachannel does not always call a channel back once its connection is gone.
+   * channel then reads `closed` and fires `close`, as wrtc's do: the peer process frees a channel on that event.
+   * libdatachannel calls back only a channel closed itself (never one that had not opened, when its connection
+   * closes), and until then that channel's callbacks hold the event loop open: each is closed here too.
    */
   close(): void {
     if (this.#closed) return;
@@ -146,6 +147,7 @@ export class DatachannelPeerConnection {
     this.#native.close();
     const channels = [...this.#channels];
     this.#channels.clear();
+    for (const channel of channels) channel.release();
     // After the callbacks libdatachannel has already queued, which say the same.
     setImmediate(() => channels.forEach((channel) => channel.closed()));
   }
