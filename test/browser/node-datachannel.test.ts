@@ -27,29 +27,33 @@ process.on('exit', () => server?.process.kill('SIGKILL'));
 
 const test = suite('Chromium against node-datachannel peers');
 
-test.before(async () => {
-  const bundle = await readFile((await buildBrowser()).clientBundle);
-  dataDir = await mkdtemp(path.join(tmpdir(), 'tabagent-ndc-browser-'));
-  server = await startDevServer({
-    TABAGENT_ALLOWED_ORIGINS: PAGE_ORIGIN,
-    TABAGENT_UPSTREAM_URL: 'off',
-    TABAGENT_DATA_DIR: dataDir,
-    TABAGENT_PEER_BACKEND: 'node-datachannel',
-  });
-  let context;
-  ({ browser, context } = await launchForPages(PAGE_ORIGIN));
-  await context.route(`${PAGE_ORIGIN}/**`, (route) => {
-    const { pathname } = new URL(route.request().url());
-    if (pathname === '/') return route.fulfill({ contentType: 'text/html', body: PAGE_HTML });
-    if (pathname === '/tabagent-client.js') return route.fulfill({ contentType: 'text/javascript', body: bundle });
-    return route.fulfill({ status: 404, body: '' });
-  });
-  page = await context.newPage();
-  page.on('console', (message) => pageLog.push(`console.${message.type()}: ${message.text()}`));
-  page.on('pageerror', (error) => pageLog.push(`pageerror: ${error.message}`));
-  await page.goto(`${PAGE_ORIGIN}/`);
-  await page.waitForFunction(() => Boolean((window as any).tabagent?.connect));
-});
+/** Dev server, bundle and a Chromium page: once, for both tests (in a test, so that a failure here is reported). */
+let setup: Promise<void> | undefined;
+function ready(): Promise<void> {
+  return (setup ??= (async () => {
+    const bundle = await readFile((await buildBrowser()).clientBundle);
+    dataDir = await mkdtemp(path.join(tmpdir(), 'tabagent-ndc-browser-'));
+    server = await startDevServer({
+      TABAGENT_ALLOWED_ORIGINS: PAGE_ORIGIN,
+      TABAGENT_UPSTREAM_URL: 'off',
+      TABAGENT_DATA_DIR: dataDir,
+      TABAGENT_PEER_BACKEND: 'node-datachannel',
+    });
+    let context;
+    ({ browser, context } = await launchForPages(PAGE_ORIGIN));
+    await context.route(`${PAGE_ORIGIN}/**`, (route) => {
+      const { pathname } = new URL(route.request().url());
+      if (pathname === '/') return route.fulfill({ contentType: 'text/html', body: PAGE_HTML });
+      if (pathname === '/tabagent-client.js') return route.fulfill({ contentType: 'text/javascript', body: bundle });
+      return route.fulfill({ status: 404, body: '' });
+    });
+    page = await context.newPage();
+    page.on('console', (message) => pageLog.push(`console.${message.type()}: ${message.text()}`));
+    page.on('pageerror', (error) => pageLog.push(`pageerror: ${error.message}`));
+    await page.goto(`${PAGE_ORIGIN}/`);
+    await page.waitForFunction(() => Boolean((window as any).tabagent?.connect));
+  })());
+}
 
 test.after(async () => {
   await browser?.close().catch(() => {});
@@ -68,6 +72,7 @@ async function inPage<T, A>(run: (arg: A) => Promise<T>, arg: A, what: string): 
 }
 
 test('the client library connects, gets answers, and moves 8 MiB both ways, five sessions in a row', async () => {
+  await ready();
   const results = await inPage(
     async (url: string) => {
       const { connect } = (window as any).tabagent;
@@ -113,6 +118,7 @@ const PLAIN_PAGE = `async (url) => {
 }`;
 
 test('Chromium\'s own RTCPeerConnection, the README\'s plain fetch way: the server\'s channel opens and answers', async () => {
+  await ready();
   const frame = await inPage<{ request_id: string; type: string; status: string }, [string, string]>(
     ([source, url]) => (0, eval)(source)(url),
     [PLAIN_PAGE, server!.url],
