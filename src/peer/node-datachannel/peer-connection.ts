@@ -147,9 +147,14 @@ export class DatachannelPeerConnection {
     this.#native.close();
     const channels = [...this.#channels];
     this.#channels.clear();
-    for (const channel of channels) channel.release();
-    // After the callbacks libdatachannel has already queued, which say the same.
-    setImmediate(() => channels.forEach((channel) => channel.closed()));
+    // On a later turn, after the callbacks libdatachannel has already queued (which say the same): a channel closed
+    // in the same turn as its connection can block this thread on libdatachannel's (see DatachannelChannel.close).
+    setImmediate(() => {
+      for (const channel of channels) {
+        channel.release();
+        channel.closed();
+      }
+    });
   }
 
   #track(native: DataChannel): DatachannelChannel {
