@@ -45,6 +45,11 @@ export function procRssBytes(pid: number): number {
   return match ? Number(match[1]) * 1024 : NaN;
 }
 
+/** Threads of a process, as Linux lists them under /proc/<pid>/task. */
+export function procThreads(pid: number | 'self'): number {
+  return readdirSync(`/proc/${pid}/task`).length;
+}
+
 /** Runs `tasks` with at most `limit` at once. */
 export async function inBatches<T>(count: number, limit: number, task: (index: number) => Promise<T>): Promise<T[]> {
   const results: T[] = new Array(count);

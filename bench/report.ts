@@ -1,4 +1,5 @@
 /** The bench's table (every transport, with its ratio to the raw echo) and the issue's targets, PASS or MISS. */
+import type { ChurnResult } from './churn.ts';
 import { round, type Percentiles } from './measure.ts';
 
 export interface LoadResult extends Percentiles {
@@ -17,12 +18,15 @@ export interface TransportResult {
   /** The same for the server's JS heap and buffers, where the server is the bench's own process. */
   heap_per_session_bytes: Record<string, number | null>;
   memory_note?: string;
+  /** Threads of the server side (peer processes included) with no session open, and how many the sessions added. */
+  threads: { idle: number | null; added: Record<string, number | null> };
   concurrent?: { sessions: number; paced: LoadResult; back_to_back: LoadResult };
+  churn?: ChurnResult;
 }
 
 export type Results = Record<string, TransportResult>;
 
-const LABEL_WIDTH = 34;
+const LABEL_WIDTH = 46;
 const CELL_WIDTH = 18;
 
 type Cell = number | null | undefined;
@@ -41,11 +45,17 @@ function rows(results: Results, sessionCounts: number[]): Row[] {
     ['server CPU per 10k requests (ms)', (r) => r.cpu_ms_per_10k_requests],
     ...sessionCounts.map((count): Row => [`memory per idle session @${count} (KiB)`, (r) => kib(r.memory_per_session_bytes[count])]),
     [`JS heap per idle session @${n} (KiB)`, (r) => kib(r.heap_per_session_bytes[n])],
+    ['threads, no session (server + peer processes)', (r) => r.threads?.idle ?? null],
+    ...sessionCounts.map((count): Row => [`threads added by ${count} sessions`, (r) => r.threads?.added[count] ?? null]),
     [`${n} sessions paced: p50 (ms)`, concurrent((c) => c.paced.p50_ms)],
     [`${n} sessions paced: p99 (ms)`, concurrent((c) => c.paced.p99_ms)],
     [`${n} sessions back to back: p50 (ms)`, concurrent((c) => c.back_to_back.p50_ms)],
     [`${n} sessions back to back: p99 (ms)`, concurrent((c) => c.back_to_back.p99_ms)],
     [`${n} sessions back to back: req/s`, concurrent((c) => c.back_to_back.requests_per_s)],
+    ['abrupt-close churn: cycles', (r) => r.churn?.cycles ?? null],
+    ['abrupt-close churn: peer process crashes', (r) => r.churn?.peer_process_crashes ?? null],
+    ['abrupt-close churn: server crashes', (r) => (r.churn ? Number(r.churn.server_ended !== undefined) : null)],
+    ['abrupt-close churn: failed cycles', (r) => r.churn?.failed ?? null],
   ];
   return all.filter(([, pick]) => Object.values(results).some((r) => pick(r) !== null));
 }
@@ -53,14 +63,16 @@ function rows(results: Results, sessionCounts: number[]): Row[] {
 export function table(results: Results, sessionCounts: number[]): string {
   const keys = Object.keys(results);
   const raw = results.raw;
-  const lines = [''.padEnd(LABEL_WIDTH) + keys.map((key) => results[key].label.padStart(CELL_WIDTH)).join('')];
+  // A column is as wide as its label, so that long labels ("node-datachannel, peers in the server") stay apart.
+  const widths = keys.map((key) => Math.max(CELL_WIDTH, results[key].label.length + 2));
+  const lines = [''.padEnd(LABEL_WIDTH) + keys.map((key, i) => results[key].label.padStart(widths[i])).join('')];
   for (const [name, pick] of rows(results, sessionCounts)) {
     const base = raw ? pick(raw) : null;
-    const cells = keys.map((key) => {
+    const cells = keys.map((key, i) => {
       const value = pick(results[key]);
-      if (value === null || value === undefined) return 'n/a'.padStart(CELL_WIDTH);
+      if (value === null || value === undefined) return 'n/a'.padStart(widths[i]);
       const ratio = key !== 'raw' && base ? ` (${formatRatio(value / base)})` : '';
-      return `${formatNumber(value)}${ratio}`.padStart(CELL_WIDTH);
+      return `${formatNumber(value)}${ratio}`.padStart(widths[i]);
     });
     lines.push(name.padEnd(LABEL_WIDTH) + cells.join(''));
   }

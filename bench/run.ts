@@ -7,19 +7,25 @@
  *                between transports so that noise falls on all alike; server CPU over the same requests
  *   transfer     a 64 MiB payload up, then back (each transport's way: see its `transferNote`)
  *   setup        a new session (offer, or connection, or process) to its first answer
- *   memory       server-side memory per idle session at 1, 10 and 100 sessions, after a forced GC
+ *   memory       server-side memory per idle session at 1, 10 and 100 sessions, after a forced GC; the threads
+ *                they add (server and peer processes)
  *   concurrency  the 100 sessions sending at once: paced, then back to back
+ *   churn        for the data channel in its peer process, on each backend: cycles of connect, a fast stream and
+ *                the client's pc.close() mid-stream; the peer processes (and servers) that crashed
  *
+ * The data channel is measured with the server's peers on wrtc and on node-datachannel (TABAGENT_PEER_BACKEND),
+ * each in the peer process and in the server's own process.
  * Prints a table and the issue's targets (PASS or MISS), writes bench/results/<date>.json.
  * Knobs: BENCH_ROUND_TRIPS (10000), BENCH_SETUPS (20), BENCH_NATIVE_SETUPS (5), BENCH_TRANSFERS (3),
- * BENCH_SESSIONS (100), BENCH_LOAD_MS (3000), BENCH_TRANSPORTS (comma-separated keys, default all; the raw echo
- * always runs), BENCH_SERVER_PROFILE (a directory for the server's CPU profile).
+ * BENCH_SESSIONS (100), BENCH_LOAD_MS (3000), BENCH_CHURN_CYCLES (200 per backend), BENCH_TRANSPORTS (comma-separated
+ * keys, default all; the raw echo always runs), BENCH_SERVER_PROFILE (a directory for the server's CPU profile).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { loadConfig } from '../src/config.ts';
 import { setLogLevel } from '../src/log.ts';
 import { connectedChannelPair } from '../test/fixtures/wrtc-pair.ts';
+import { churn } from './churn.ts';
 import { inBatches, MiB, percentiles, round, sleep, timeEach, type Percentiles } from './measure.ts';
 import { table, targetLines, targets, type LoadResult, type Results, type TransportResult } from './report.ts';
 import { BenchServer } from './server-process.ts';
@@ -40,6 +46,7 @@ const NATIVE_SETUPS = knob('BENCH_NATIVE_SETUPS', 5);
 const TRANSFERS = knob('BENCH_TRANSFERS', 3);
 const SESSIONS = knob('BENCH_SESSIONS', 100);
 const LOAD_MS = knob('BENCH_LOAD_MS', 3_000);
+const CHURN_CYCLES = knob('BENCH_CHURN_CYCLES', 200);
 /** Paced load: each session sends a request, waits for its answer, then pauses this long (uniformly drawn). */
 const PAUSE_MS: [number, number] = [50, 150];
 /** 64 MiB less room for a message's own header, so that every transport's message stays within the default 64 MiB cap. */
@@ -49,20 +56,30 @@ const OPEN_AT_ONCE = 10;
 const config = loadConfig(process.env);
 /** The server for the isolation's cost: its WebRTC peers in its own process, not in a peer process. */
 const PEERS_IN_SERVER = { TABAGENT_PEER_PROCESSES: '0' };
-/** Every transport, in the table's order; each gets the server it is measured against (started with `env`). */
-const makers: { env?: Record<string, string>; make: (server: BenchServer) => Transport<any> }[] = [
+const NDC = { TABAGENT_PEER_BACKEND: 'node-datachannel' };
+/**
+ * Every transport, in the table's order; each gets the server it is measured against (started with `env`).
+ * `churn`: also put through the abrupt-close churn (the peer-process ones: a crash there is counted, not fatal).
+ */
+const makers: { env?: Record<string, string>; churn?: boolean; make: (server: BenchServer) => Transport<any> }[] = [
   { make: rawTransport },
-  { make: (server) => dataChannelTransport(server) },
-  { env: PEERS_IN_SERVER, make: (server) => dataChannelTransport(server, true) },
+  { churn: true, make: (server) => dataChannelTransport(server) },
+  { env: PEERS_IN_SERVER, make: (server) => dataChannelTransport(server, { inProcess: true }) },
+  { env: NDC, churn: true, make: (server) => dataChannelTransport(server, { backend: 'node-datachannel' }) },
+  { env: { ...NDC, ...PEERS_IN_SERVER }, make: (server) => dataChannelTransport(server, { backend: 'node-datachannel', inProcess: true }) },
   { make: nativeTransport },
   { make: websocketTransport },
   { make: (server) => trpcTransport(server, config.maxMessageBytes) },
 ];
 const only = process.env.BENCH_TRANSPORTS?.split(',');
-const server = await BenchServer.start();
-const serverWithPeers = await BenchServer.start(PEERS_IN_SERVER);
+/** One server per distinct environment, shared by the transports measured against it. */
+const servers = new Map<string, BenchServer>();
+for (const { env = {} } of makers) {
+  const key = JSON.stringify(env);
+  if (!servers.has(key)) servers.set(key, await BenchServer.start(env));
+}
 const chosen = makers
-  .map(({ env, make }) => ({ env, make, transport: make(env ? serverWithPeers : server) }))
+  .map((maker) => ({ ...maker, transport: maker.make(servers.get(JSON.stringify(maker.env ?? {}))!) }))
   .filter(({ transport: t }) => t.key === 'raw' || !only || only.includes(t.key));
 const transports = chosen.map(({ transport }) => transport);
 const log = (message: string) => console.log(`[${(performance.now() / 1000).toFixed(1)} s] ${message}`);
@@ -121,12 +138,11 @@ for (let i = 0; i < SETUPS; i++) {
 }
 
 for (const session of mains.values()) await session.close();
-await server.stop();
-await serverWithPeers.stop();
+for (const server of servers.values()) await server.stop();
 
 // Memory per idle session, then the concurrency test on the 100 sessions. Each transport gets a server process
 // of its own: memory that an earlier phase freed is handed back to the system slowly, and would blur a baseline.
-const memory = new Map<string, { rss: Record<string, number | null>; heap: Record<string, number | null> }>();
+const memory = new Map<string, { rss: Record<string, number | null>; heap: Record<string, number | null>; threads: TransportResult['threads'] }>();
 const concurrent = new Map<string, TransportResult['concurrent']>();
 const sessionCounts = [1, 10, SESSIONS];
 for (const { env, make } of chosen) {
@@ -134,16 +150,18 @@ for (const { env, make } of chosen) {
   const transport = make(fresh);
   log(`memory and concurrency: ${transport.label}`);
   const perSession = () => Object.fromEntries(sessionCounts.map((n) => [n, null])) as Record<string, number | null>;
-  const result = { rss: perSession(), heap: perSession() };
+  const result = { rss: perSession(), heap: perSession(), threads: { idle: null as number | null, added: perSession() } };
   // One session first, opened and closed, so that what the first one sets up for all (wrtc's threads) is not counted.
   await (await transport.open()).close();
   const sessions: BenchSession[] = [];
   const baseline = await transport.memory(sessions);
+  result.threads.idle = baseline.threads ?? null;
   for (const count of transport.sessionCounts ?? sessionCounts) {
     sessions.push(...(await inBatches(count - sessions.length, OPEN_AT_ONCE, () => transport.open())));
     const now = await transport.memory(sessions);
     result.rss[count] = Math.round((now.rssBytes - baseline.rssBytes) / count);
     if (now.heapBytes !== undefined) result.heap[count] = Math.round((now.heapBytes - baseline.heapBytes!) / count);
+    if (now.threads !== undefined) result.threads.added[count] = now.threads - baseline.threads!;
   }
   memory.set(transport.key, result);
   if (sessions.length === SESSIONS) {
@@ -152,6 +170,16 @@ for (const { env, make } of chosen) {
     concurrent.set(transport.key, { sessions: SESSIONS, paced, back_to_back: busy });
   }
   await inBatches(sessions.length, OPEN_AT_ONCE, (i) => sessions[i].close());
+  await fresh.stop();
+}
+
+// The abrupt-close churn, on a fresh server with the upstream double (for a fast stream) per backend.
+const churned = new Map<string, Awaited<ReturnType<typeof churn>>>();
+for (const { env, churn: churns, transport } of chosen) {
+  if (!churns) continue;
+  log(`abrupt-close churn: ${transport.label}, ${CHURN_CYCLES} cycles`);
+  const fresh = await BenchServer.start({ ...env, BENCH_UPSTREAM: '1' });
+  churned.set(transport.key, await churn(fresh, CHURN_CYCLES));
   await fresh.stop();
 }
 
@@ -183,6 +211,8 @@ for (const transport of transports) {
     setup: percentiles(setups.get(transport)!) as Percentiles,
     memory_per_session_bytes: memory.get(transport.key)!.rss,
     heap_per_session_bytes: memory.get(transport.key)!.heap,
+    threads: memory.get(transport.key)!.threads,
+    ...(churned.get(transport.key) && { churn: churned.get(transport.key) }),
     ...(transport.sessionNote && { memory_note: transport.sessionNote }),
     ...(concurrent.get(transport.key) && { concurrent: concurrent.get(transport.key) }),
   };
@@ -193,7 +223,7 @@ const output = {
   date: new Date().toISOString(),
   node: process.version,
   cpus: os.cpus().length,
-  settings: { ROUND_TRIPS, SETUPS, NATIVE_SETUPS, TRANSFERS, SESSIONS, LOAD_MS, PAUSE_MS, PAYLOAD_BYTES },
+  settings: { ROUND_TRIPS, SETUPS, NATIVE_SETUPS, TRANSFERS, SESSIONS, LOAD_MS, PAUSE_MS, PAYLOAD_BYTES, CHURN_CYCLES },
   results,
   raw_in_process_pair_round_trip: inProcess,
   targets: checked,
@@ -204,6 +234,7 @@ for (const transport of transports) {
   const note = 'na' in results[transport.key].transfer ? 'transfer n/a' : 'transfer';
   console.log(`  ${transport.label}: ${note}: ${transport.transferNote}${transport.sessionNote ? `; memory: ${transport.sessionNote}` : ''}`);
 }
+for (const [key, { errors }] of churned) if (errors.length) console.log(`  churn, ${results[key].label}: ${errors.join('; ')}`);
 console.log(`\ntargets (data channel, this run):\n${targetLines(checked)}`);
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 const file = new URL(`./results/${output.date.slice(0, 10)}.json`, import.meta.url);

@@ -14,7 +14,7 @@ export type ToServer =
 
 export type FromServer =
   | { type: 'ready'; url: string; dataDir: string }
-  | { type: 'reply'; id: number; sdp?: string; cpuMs?: number; memory?: Memory }
+  | { type: 'reply'; id: number; sdp?: string; cpuMs?: number; crashes?: number; memory?: Memory }
   | { type: 'raw-candidate'; peer: string; candidate: RTCIceCandidateInit };
 
 type Request = ToServer extends infer T ? (T extends { id: number } ? Omit<T, 'id'> : never) : never;
@@ -29,12 +29,19 @@ export class BenchServer {
   readonly #replies = new Map<number, (reply: Reply) => void>();
   readonly #candidates = new Map<string, (candidate: RTCIceCandidateInit) => void>();
   #nextId = 0;
+  /** How it ended, once it has: a crash of the server itself (its peers in its own process) shows here. */
+  ended: string | undefined;
 
   private constructor(child: ChildProcess, url: string, dataDir: string) {
     this.#child = child;
     this.url = url;
     this.dataDir = dataDir;
     this.pid = child.pid!;
+    child.once('exit', (code, signal) => {
+      this.ended = signal ?? `exit ${code}`;
+      // Whoever waits for a reply would wait for ever.
+      for (const reply of this.#replies.values()) reply({ type: 'reply', id: -1 });
+    });
     child.on('message', (message: FromServer) => {
       if (message.type === 'reply') this.#replies.get(message.id)?.(message);
       else if (message.type === 'raw-candidate') this.#candidates.get(message.peer)?.(message.candidate);
@@ -64,6 +71,7 @@ export class BenchServer {
 
   call(request: Request): Promise<Reply> {
     const id = ++this.#nextId;
+    if (this.ended) return Promise.resolve({ type: 'reply', id });
     return new Promise((resolve) => {
       this.#replies.set(id, (reply) => {
         this.#replies.delete(id);
@@ -76,6 +84,11 @@ export class BenchServer {
   /** The server's CPU time so far (user + system, every thread), from its own process.cpuUsage(). */
   async cpuMs(): Promise<number> {
     return (await this.call({ type: 'usage', gc: false })).cpuMs!;
+  }
+
+  /** Peer processes that died while the server ran (native crashes), by the server's own count. */
+  async crashes(): Promise<number> {
+    return (await this.call({ type: 'usage', gc: false })).crashes ?? 0;
   }
 
   /** The server's memory after a forced full collection. */
@@ -94,8 +107,8 @@ export class BenchServer {
   }
 
   stop(): Promise<void> {
+    if (this.ended) return Promise.resolve();
     return new Promise((resolve) => {
-      this.#child.removeAllListeners('exit');
       this.#child.once('exit', () => resolve());
       this.#child.kill('SIGTERM');
     });

@@ -1,7 +1,10 @@
 /**
  * The server side of `npm run bench`, forked by bench/server-process.ts with --expose-gc: the app served as
- * `npm start` serves it (data channel, WebSocket, tRPC, the native socket; no store, no upstream), and raw wrtc
- * echo peers whose signaling comes over IPC. Session limits are raised so that 100 sessions per transport fit.
+ * `npm start` serves it (data channel, WebSocket, tRPC, the native socket; no store, no upstream unless
+ * BENCH_UPSTREAM is set: then the upstream test double, which streams its tokens as fast as they are read, for the
+ * churn), and raw wrtc echo peers whose signaling comes over IPC. Session limits are raised so that 100 sessions
+ * per transport fit. The peer backend and processes come from the environment (TABAGENT_PEER_BACKEND,
+ * TABAGENT_PEER_PROCESSES).
  */
 import wrtc from '@roamhq/wrtc';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,21 +17,25 @@ import { nativeSocketPath } from '../src/paths.ts';
 import { serveApp } from '../src/ws/serve.ts';
 import { echo } from './raw-echo.ts';
 import type { FromServer, ToServer } from './server-process.ts';
-import { procCpuMs, procRssBytes, sleep } from './measure.ts';
+import { procCpuMs, procRssBytes, procThreads, sleep } from './measure.ts';
+import { startUpstream } from '../test/fixtures/upstream.ts';
 
 setLogLevel('warn');
 const dataDir = mkdtempSync(path.join(tmpdir(), 'tabagent-bench-'));
+const upstream = process.env.BENCH_UPSTREAM ? await startUpstream({ tokenDelayMs: 0 }) : undefined;
 const config = loadConfig(process.env, {
   port: 0,
   dataDir,
-  upstreamUrl: 'off',
+  upstreamUrl: upstream?.url ?? 'off',
   maxSessions: 10_000,
   maxSessionsPerIp: 10_000,
   sessionRatePerMinute: 0,
   messageRatePerSecond: 0,
+  // The churn's sessions end as their clients close abruptly: none waits for a resume.
+  ...(upstream && { resumeGraceMs: 0 }),
 });
 const app = createApp(config);
-await app.peerProcesses?.start();
+await app.start();
 const server = await serveApp(app, { hostname: '127.0.0.1', port: 0 }).ready();
 await app.native.listen(nativeSocketPath(dataDir));
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -67,7 +74,10 @@ async function handle(message: ToServer): Promise<void> {
       const cpuMs = (user + system) / 1000 + peerPids.reduce((sum, pid) => sum + procCpuMs(pid), 0);
       const { rss, heapUsed, external } = process.memoryUsage();
       const rssBytes = rss + peerPids.reduce((sum, pid) => sum + procRssBytes(pid), 0);
-      return send({ type: 'reply', id: message.id, cpuMs, memory: { rssBytes, heapBytes: heapUsed + external } });
+      const threads = procThreads('self') + peerPids.reduce((sum, pid) => sum + procThreads(pid), 0);
+      const crashes = app.peerProcesses?.crashes ?? 0;
+      if (upstream) upstream.requests.length = 0; // the double records every request; the churn reads none
+      return send({ type: 'reply', id: message.id, cpuMs, crashes, memory: { rssBytes, heapBytes: heapUsed + external, threads } });
     }
     case 'raw-offer':
       return send({ type: 'reply', id: message.id, sdp: await rawOffer(message.peer, message.sdp) });
@@ -87,6 +97,7 @@ async function handle(message: ToServer): Promise<void> {
 process.on('message', (message: ToServer) => void handle(message));
 process.on('SIGTERM', async () => {
   await app.close(0);
+  await upstream?.close();
   for (const { pc } of rawPeers.values()) pc.close();
   await server.close(true);
   rmSync(dataDir, { recursive: true, force: true });

@@ -4,6 +4,7 @@
  * the server shuts down and exits by itself (bench/soak/: harness.ts, server.ts, clients.ts, client.ts).
  *
  *   npm run soak -- --cycles 1000 --concurrency 4 --kill-fraction 0.2
+ *   npm run soak -- --peer-backend node-datachannel     (the server's peers on libdatachannel; default wrtc)
  *
  * Knobs (argv, or SOAK_<NAME> in the environment): see bench/soak/options.ts. Exits 1 when a check fails.
  */

@@ -14,10 +14,11 @@ import { errorResponse, json } from './http/json.ts';
 import { limitBody, limitNesting } from './http/limit.ts';
 import { handleRest, REST_PREFIX } from './http/rest.ts';
 import { NativeEndpoint } from './native/endpoint.ts';
+import { loadPeerFactory } from './peer/backend.ts';
 import { PeerCount } from './peer/count.ts';
+import type { PeerFactory } from './peer/factory.ts';
 import { fdBudget, openFileLimit, withFdBudget } from './peer/fd-budget.ts';
 import { PeerProcessPool } from './peer/process/pool.ts';
-import { createWrtcPeer, type PeerFactory } from './peer/wrtc.ts';
 import { MAX_NESTING_DEPTH } from './protocol/frames.ts';
 import { ApiKeys, type Identity } from './security/auth.ts';
 import { HostAllowlist } from './security/hosts.ts';
@@ -34,7 +35,10 @@ export const VERSION = '0.1.0';
 const MAX_BODY_DEPTH = MAX_NESTING_DEPTH + 8;
 
 export interface AppDeps {
-  /** Makes RTCPeerConnections; by default wrtc's, in peer processes (`peerProcesses`) or in this one. */
+  /**
+   * Makes RTCPeerConnections; by default the `peerBackend`'s, in peer processes (`peerProcesses`) or in this one
+   * (loaded by `start()`).
+   */
   createPeer?: PeerFactory;
   /**
    * Handlers that replace the built-in ones per request type (the inference engine is built in, from the config;
@@ -50,6 +54,11 @@ export interface AppDeps {
 
 export interface App {
   readonly config: Config;
+  /**
+   * Loads the peer backend before the first offer: starts the peer processes, or loads it into this process when
+   * `peerProcesses` is 0. Rejects, saying why and what to do, when the backend cannot load here.
+   */
+  start(): Promise<void>;
   /** The whole server as a fetch handler: `/trpc/*`, `/v1/webrtc/*`, `/v1/ws`. `info.ip` is the client's address. */
   fetch(request: Request, info?: { ip?: string }): Promise<Response>;
   /** Graceful shutdown: tells every channel, lets in-flight requests finish within the grace, closes every peer. */
@@ -98,8 +107,17 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
   const sessionRate = new SessionRate(config.sessionRatePerMinute);
   const peerProcesses = deps.createPeer || config.peerProcesses === 0
     ? undefined
-    : new PeerProcessPool(config.peerProcesses, { fdBudget: config.peerFdBudget, heartbeatTimeoutMs: config.peerHeartbeatTimeoutMs });
-  const createPeer = deps.createPeer ?? peerProcesses?.createPeer ?? withFdBudget(createWrtcPeer, fdBudget(openFileLimit(), config.peerFdBudget));
+    : new PeerProcessPool(config.peerProcesses, {
+        backend: config.peerBackend,
+        fdBudget: config.peerFdBudget,
+        heartbeatTimeoutMs: config.peerHeartbeatTimeoutMs,
+      });
+  /** Peers in this process: the backend's factory once `start()` has loaded it. */
+  let localPeers = deps.createPeer;
+  const createPeer: PeerFactory = peerProcesses?.createPeer ?? ((rtcConfig) => {
+    if (!localPeers) throw new Error(`The ${config.peerBackend} peer backend is not loaded: await app.start() before serving`);
+    return localPeers(rtcConfig);
+  });
   sessions = new SessionManager(config, { createPeer: peers.track(createPeer), dispatcher, stats, sessionRate });
   const signaling = new Signaling(sessions, config, undefined);
   const websockets = new WebSocketEndpoint(config, { dispatcher, stats, sessionRate });
@@ -165,6 +183,10 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
 
   return {
     config,
+    async start() {
+      if (peerProcesses) await peerProcesses.start();
+      else localPeers ??= withFdBudget(await loadPeerFactory(config.peerBackend), fdBudget(openFileLimit(), config.peerFdBudget));
+    },
     sessions,
     websockets,
     native,

@@ -13,6 +13,13 @@ const iceServer = z.object({
 });
 export type IceServer = z.infer<typeof iceServer>;
 
+/**
+ * The WebRTC stacks the server's peers can run on (src/peer/backend.ts loads them): `wrtc` (@roamhq/wrtc, Chrome's
+ * libwebrtc) or `node-datachannel` (libdatachannel). Both come prebuilt from the npm registry.
+ */
+export const PEER_BACKENDS = ['wrtc', 'node-datachannel'] as const;
+export type PeerBackend = (typeof PEER_BACKENDS)[number];
+
 /** The server's settings. Every field has a default; `loadConfig` reads them from the environment. */
 export const configSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
@@ -45,6 +52,8 @@ export const configSchema = z.object({
   peerFdBudget: z.coerce.number().int().positive().optional(),
   /** A peer process silent this long (a ping unanswered) is killed and replaced; its sessions resume on the new one. */
   peerHeartbeatTimeoutMs: z.coerce.number().int().positive().default(10_000),
+  /** The WebRTC stack the server's peers run on, wherever they run (see README, Speed, for how the two compare). */
+  peerBackend: z.enum(PEER_BACKENDS).default('wrtc'),
   iceServers: z.array(iceServer).default([]),
   /** TURN servers handed out with ephemeral credentials from `turnSecret` (coturn's `use-auth-secret`). */
   turnUrls: z.array(z.string().regex(/^turns?:/, 'must be turn: or turns: URLs')).default([]),
@@ -132,6 +141,7 @@ export const ENV_VARS = {
   peerProcesses: 'TABAGENT_PEER_PROCESSES',
   peerFdBudget: 'TABAGENT_PEER_FD_BUDGET',
   peerHeartbeatTimeoutMs: 'TABAGENT_PEER_HEARTBEAT_TIMEOUT_MS',
+  peerBackend: 'TABAGENT_PEER_BACKEND',
   iceServers: 'TABAGENT_ICE_SERVERS',
   turnUrls: 'TABAGENT_TURN_URLS',
   turnSecret: 'TABAGENT_TURN_SECRET',

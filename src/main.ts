@@ -28,8 +28,9 @@ const store = await orCannotStart(() =>
   openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, busyTimeoutMs: config.storeBusyTimeoutMs }),
 );
 const app = createApp(config, { store });
-// The peer processes load before the port opens, so the first offer does not wait for them.
-await app.peerProcesses?.start();
+// The peer backend loads (in its peer processes, or in this one) before the port opens, so the first offer does
+// not wait for it, and a backend that cannot load here stops the start, saying why.
+await orCannotStart(() => app.start());
 const server = serveApp(app, { hostname: config.host, port: config.port });
 await orCannotStart(() => server.ready());
 /**

@@ -1,6 +1,7 @@
 /**
  * The same server under Deno: `deno task dev` (deno.json's tasks and import map, the npm `deno` package's binary)
- * serves a real wrtc client from Node, and a WebSocket client, and shuts down cleanly.
+ * serves a real wrtc client from Node, and a WebSocket client, and shuts down cleanly; with its peers on
+ * node-datachannel too (its N-API binary loads under Deno, in the peer process and in the server's).
  */
 import wrtc from '@roamhq/wrtc';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -45,5 +46,25 @@ test('deno task dev serves a wrtc client and a WebSocket, then exits 0 on SIGTER
     await rm(dataDir, { recursive: true, force: true });
   }
 });
+
+for (const peerProcesses of ['1', '0']) {
+  test(`deno task dev with TABAGENT_PEER_BACKEND=node-datachannel (peer processes: ${peerProcesses}) serves a wrtc client, then exits 0`, async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'tabagent-deno-'));
+    const env = { TABAGENT_UPSTREAM_URL: 'off', TABAGENT_DATA_DIR: dataDir, TABAGENT_PEER_BACKEND: 'node-datachannel', TABAGENT_PEER_PROCESSES: peerProcesses };
+    const server = await startDevServer(env, undefined, 'deno');
+    try {
+      const client = await connect({ url: server.url, RTCPeerConnection: wrtc.RTCPeerConnection, reconnect: false });
+      const payload = new Uint8Array(1 << 20).map((_, i) => i % 251);
+      const { attachment } = await client.call('echo', { data: 'libdatachannel under deno' }, { attachment: payload });
+      assert.equal(attachment, payload, 'a fragmented binary round trip');
+      await client.close();
+      server.process.kill('SIGTERM');
+      assert.is(await withTimeout(server.exited, 20_000, () => `deno to exit; output:\n${server.output()}`), 0);
+    } finally {
+      server.process.kill('SIGKILL');
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+}
 
 test.run();

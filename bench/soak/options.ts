@@ -1,3 +1,5 @@
+import { PEER_BACKENDS, type PeerBackend } from '../../src/config.ts';
+
 /** What a soak runs: `npm run soak -- --cycles 200 --concurrency 4 --kill-fraction 0.3`, or the same as SOAK_* env. */
 export interface SoakOptions {
   /** connect / request / disconnect cycles in all, warm-up included. */
@@ -21,8 +23,10 @@ export interface SoakOptions {
   exitWithinMs: number;
   /** Progress lines while cycling. */
   quiet: boolean;
-  /** The server's `peerProcesses` (0: wrtc peers in the server's own process); unset: the server's default. */
+  /** The server's `peerProcesses` (0: peers in the server's own process); unset: the server's default. */
   peerProcesses?: number;
+  /** The server's `peerBackend` (`wrtc` or `node-datachannel`); unset: the server's default. */
+  peerBackend?: PeerBackend;
 }
 
 export const DEFAULTS: SoakOptions = {
@@ -38,9 +42,14 @@ export const DEFAULTS: SoakOptions = {
 };
 
 const SWITCHES = new Set<keyof SoakOptions>(['quiet']);
-const KEYS = [...Object.keys(DEFAULTS), 'peerProcesses'] as (keyof SoakOptions)[];
+/** Options that take a name, each from its own list. */
+const CHOICES: Partial<Record<keyof SoakOptions, readonly string[]>> = { peerBackend: PEER_BACKENDS };
+const KEYS = [...Object.keys(DEFAULTS), 'peerProcesses', 'peerBackend'] as (keyof SoakOptions)[];
 
-/** `--kill-fraction 0.3` or `SOAK_KILL_FRACTION=0.3` (`--quiet` or `SOAK_QUIET=1`); argv wins. */
+/**
+ * `--kill-fraction 0.3` or `SOAK_KILL_FRACTION=0.3` (`--quiet` or `SOAK_QUIET=1`, `--peer-backend node-datachannel`
+ * or `SOAK_PEER_BACKEND=node-datachannel`); argv wins.
+ */
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): SoakOptions {
   const options = { ...DEFAULTS };
   for (const key of KEYS) {
@@ -48,7 +57,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): SoakOption
     const at = argv.indexOf(flag);
     const raw = at >= 0 ? (SWITCHES.has(key) ? 'true' : argv[at + 1]) : env[`SOAK_${flag.slice(2).replace(/-/g, '_').toUpperCase()}`];
     if (raw === undefined) continue;
-    const value = SWITCHES.has(key) ? raw !== '0' && raw !== 'false' : Number(raw);
+    const choices = CHOICES[key];
+    if (choices && !choices.includes(raw)) throw new Error(`${flag} must be one of ${choices.join(', ')}, not ${raw}`);
+    const value = choices ? raw : SWITCHES.has(key) ? raw !== '0' && raw !== 'false' : Number(raw);
     if (typeof value === 'number' && !(value >= 0)) throw new Error(`${flag} must be a number >= 0, not ${raw}`);
     (options as Record<string, unknown>)[key] = value;
   }

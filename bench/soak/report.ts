@@ -46,7 +46,8 @@ export function format({ ok, report, exit, checks }: SoakResult): string {
     const { options: o, outcomes, baseline, warmup, end } = report;
     lines.push(
       '',
-      `soak: ${o.cycles} cycles (${o.warmupCycles} warm-up), ${o.concurrency} at once, kill fraction ${o.killFraction}`,
+      `soak: ${o.cycles} cycles (${o.warmupCycles} warm-up), ${o.concurrency} at once, kill fraction ${o.killFraction}; ` +
+        `peers on ${o.peerBackend ?? 'the default backend'}${o.peerProcesses === 0 ? ', in the server' : ''}`,
       `  ran in ${(report.elapsedMs / 1000).toFixed(1)} s: ${outcomes.closed} closed, ${outcomes.killed} killed mid-stream, ${outcomes.failed} failed; ${report.clientProcesses} client processes`,
       `  sessions of killed clients ended ${report.killedSessionsEndedMs.p50} ms (p50), ${report.killedSessionsEndedMs.max} ms (max) after the kill`,
       `  settled in ${report.settleMs} ms after the last cycle; shut down (streams running) in ${report.shutdownMs} ms; exited ${exit.afterReportMs ?? '?'} ms after`,

@@ -47,6 +47,7 @@ const config = loadConfig({}, {
   disconnectGraceMs: DISCONNECT_GRACE_MS,
   shutdownGraceMs: 1_000,
   ...(options.peerProcesses !== undefined && { peerProcesses: options.peerProcesses }),
+  ...(options.peerBackend && { peerBackend: options.peerBackend }),
 });
 const app = createApp(config);
 const server = await serveApp(app, { hostname: '127.0.0.1', port: 0 }).ready();
@@ -58,7 +59,7 @@ const checks: Check[] = [];
 const check = (name: string, ok: boolean, detail: string) => checks.push({ name, ok, detail });
 
 // The server's steady state, which every count comes back to: its peer processes started, as main.ts starts them.
-await app.peerProcesses?.start();
+await app.start();
 const baseline = (await waitFor(app, (s) => s.sessions === 0 && s.peersUncollected === 0, { timeoutMs: 5_000, withGc: true })).last;
 const started = Date.now();
 
@@ -115,7 +116,10 @@ async function settle(threads?: { server: number; peerProcesses: number }) {
 }
 
 tell({ type: 'phase', phase: 'warm-up' });
-say(`soak: ${options.cycles} cycles, ${options.concurrency} clients at once, ${Math.round(options.killFraction * 100)}% killed mid-stream; server ${url}`);
+say(
+  `soak: ${options.cycles} cycles, ${options.concurrency} clients at once, ${Math.round(options.killFraction * 100)}% killed mid-stream; ` +
+    `peers on ${config.peerBackend}, ${config.peerProcesses ? `in ${config.peerProcesses} peer process(es)` : 'in the server'}; server ${url}`,
+);
 await runCycles(0, options.warmupCycles);
 // Threads that wrtc and libuv start once, on first use, stay: the warm-up count is what later counts return to.
 const warmup = (await settle()).last;

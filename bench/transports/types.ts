@@ -3,6 +3,8 @@ export interface Memory {
   rssBytes: number;
   /** The JS heap plus buffers outside it, bytes (where the server is a JS process of the bench's own): finer than RSS. */
   heapBytes?: number;
+  /** Threads of the server side (its peer processes included), where the bench can count them. */
+  threads?: number;
 }
 
 /** What the bench needs of each transport: a session to time, and the server side's CPU and memory. */

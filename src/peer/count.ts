@@ -1,4 +1,4 @@
-import type { PeerFactory } from './wrtc.ts';
+import type { PeerFactory } from './factory.ts';
 
 /**
  * Counts the server's peer connections, for get_stats and the soak (bench/soak.ts). `open`: made and not yet

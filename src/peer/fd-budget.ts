@@ -10,7 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { AppError } from '../errors.ts';
-import type { PeerFactory } from './wrtc.ts';
+import type { PeerFactory } from './factory.ts';
 
 /** What each peer is counted as, by how far it got (measured: README, "File descriptors"). */
 export const FDS_PER_PEER = { unconnected: 100, connected: 20 } as const;

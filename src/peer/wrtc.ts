@@ -1,12 +1,10 @@
+import type { PeerFactory } from './factory.ts';
 import { reclaimClosedPeers } from './reclaim.ts';
 import { ensureWrtcPatched } from './wrtc-patch.ts';
 
 // wrtc's loader picks its binary when wrtc is first loaded: the patched copy must be in place by then.
 ensureWrtcPatched();
 const { default: wrtc } = await import('@roamhq/wrtc');
-
-/** Makes the server's RTCPeerConnections: wrtc's in this process, or stand-ins for a peer process's (process/). */
-export type PeerFactory = (config: RTCConfiguration) => RTCPeerConnection;
 
 /** A wrtc peer; closing it schedules the collection that frees its native threads (reclaim.ts). */
 export const createWrtcPeer: PeerFactory = (config) => {

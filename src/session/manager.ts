@@ -9,7 +9,7 @@ import { log, redact } from '../log.ts';
 import { iceServersFor } from '../peer/ice-servers.ts';
 import { createServerOffer } from '../peer/offer.ts';
 import { ReassemblyBudget } from '../protocol/framing.ts';
-import type { PeerFactory } from '../peer/wrtc.ts';
+import type { PeerFactory } from '../peer/factory.ts';
 import type { Stats } from '../stats.ts';
 import { serveChannel } from './serve.ts';
 import { Session } from './session.ts';
@@ -256,7 +256,7 @@ export class SessionManager {
       this.watchPeer(session, pc);
       this.offering.add(session);
       try {
-        const offer = await createServerOffer(pc, trickle ? 0 : this.config.iceGatheringTimeoutMs);
+        const offer = await createServerOffer(pc, { trickle: trickle === true, gatheringTimeoutMs: this.config.iceGatheringTimeoutMs });
         if (session.closed) throw new AppError('shutting_down', 'Session closed while its offer was made');
         if (session.pc !== pc) throw new AppError('conflict', 'Session was resumed again while this offer was made');
         if (pc.connectionState === 'failed') throw new PeerFailed();

@@ -1,15 +1,19 @@
 /**
- * The peer process: holds the server's wrtc peers so that a native crash in wrtc ends this process, not the
- * server. The server (remote.ts) drives it over stdin/stdout; logs go to stderr. It exits when stdin ends: the
- * server closed it, or the server is gone. Signals do not end it: on SIGINT or SIGTERM (a Ctrl-C, systemd
- * stopping the service) the server still drains its requests through these peers, then closes it.
+ * The peer process: holds the server's peers, on the backend named by its one argument (`wrtc` or
+ * `node-datachannel`), so that a native crash in the WebRTC stack ends this process, not the server. The server
+ * (remote.ts) drives it over stdin/stdout; logs go to stderr. It exits when stdin ends: the server closed it, or the
+ * server is gone. Signals do not end it: on SIGINT or SIGTERM (a Ctrl-C, systemd stopping the service) the server
+ * still drains its requests through these peers, then closes it.
  */
+import { PEER_BACKENDS, type PeerBackend } from '../../config.ts';
+import { loadPeerFactory } from '../backend.ts';
+import { invalidState } from '../dom-errors.ts';
+import type { PeerFactory } from '../factory.ts';
 import { openFileLimit } from '../fd-budget.ts';
-import { createWrtcPeer } from '../wrtc.ts';
-import { invalidState, type Command, type PeerEvent, type PeerSnapshot } from './protocol.ts';
+import type { Command, PeerEvent, PeerSnapshot } from './protocol.ts';
 import { encodeMessage, MessageReader } from './wire.ts';
 
-/** How often a channel that still buffers the server's bytes reports its drain (wrtc has no bufferedamountlow). */
+/** How often a channel that still buffers the server's bytes reports its drain (wrtc has no bufferedamountlow event). */
 const DRAIN_POLL_MS = 2;
 /**
  * Small sends are acknowledged in batches: at once past this many bytes, else after REPORT_DELAY_MS. A report
@@ -71,8 +75,10 @@ function snapshot(pc: RTCPeerConnection): PeerSnapshot {
   };
 }
 
+let createPeer: PeerFactory;
+
 function openPeer(peer: number, config: RTCConfiguration): void {
-  const pc = createWrtcPeer(config);
+  const pc = createPeer(config);
   peers.set(peer, pc);
   const tell = (fire: Extract<PeerEvent, { ev: 'peer' }>['fire'], candidate?: RTCIceCandidate | null) =>
     emit({ ev: 'peer', peer, snapshot: snapshot(pc), fire, ...(candidate === undefined ? {} : { candidate: candidate?.toJSON() ?? null }) });
@@ -97,8 +103,13 @@ function watchChannel(id: number, channel: RTCDataChannel): void {
   };
   channel.onmessage = ({ data }) => {
     if (typeof data === 'string') emit({ ev: 'message', channel: id, binary: false }, data);
-    else emit({ ev: 'message', channel: id, binary: true }, new Uint8Array(data as ArrayBuffer));
+    else emit({ ev: 'message', channel: id, binary: true }, bytesOf(data as ArrayBuffer | ArrayBufferView));
   };
+}
+
+/** A binary message as bytes, uncopied: wrtc gives ArrayBuffers, node-datachannel Buffers. */
+function bytesOf(data: ArrayBuffer | ArrayBufferView): Uint8Array {
+  return ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
 }
 
 async function call(command: Extract<Command, { op: 'call' }>): Promise<void> {
@@ -166,8 +177,8 @@ function send(id: number, binary: boolean, payload: Uint8Array | undefined): voi
     if (binary) channel?.send(bytes as Uint8Array<ArrayBuffer>);
     else channel?.send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8'));
   } catch {
-    // The channel is closing (wrtc throws InvalidStateError while readyState still reads 'open'): its close
-    // event tells the server; the bytes still count as gone from the pipe.
+    // The channel is closing (the stack throws InvalidStateError while readyState may still read 'open'): its
+    // close event tells the server; the bytes still count as gone from the pipe.
   }
   sent(id, bytes.length);
 }
@@ -199,6 +210,15 @@ function run(command: Command, payload: Uint8Array | undefined): void {
   }
 }
 
+const backend = process.argv[2] as PeerBackend;
+try {
+  if (!PEER_BACKENDS.includes(backend)) throw new Error(`Unknown peer backend ${JSON.stringify(backend)}: one of ${PEER_BACKENDS.join(', ')}`);
+  createPeer = await loadPeerFactory(backend);
+} catch (error) {
+  // The server reports this as why it cannot start; an exit alone would say nothing.
+  writeOut(Buffer.concat(encodeMessage({ ev: 'unavailable', message: (error as Error).message } satisfies PeerEvent)));
+  process.exit(1);
+}
 const reader = new MessageReader();
 process.stdin.on('data', (chunk: Buffer) => {
   for (const { header, payload } of reader.push(chunk)) run(header as Command, payload);
@@ -206,6 +226,6 @@ process.stdin.on('data', (chunk: Buffer) => {
 emit({ ev: 'ready', fdLimit: openFileLimit() });
 process.stdin.on('end', () => {
   for (const pc of peers.values()) pc.close();
-  // wrtc's native threads can keep the loop alive after every peer closed: leave explicitly.
+  // Native threads (wrtc's) can keep the loop alive after every peer closed: leave explicitly.
   process.exit(0);
 });

@@ -1,7 +1,8 @@
+import type { PeerBackend } from '../../config.ts';
 import { AppError } from '../../errors.ts';
 import { log } from '../../log.ts';
 import { fdBudget, overBudget, roomForPeer } from '../fd-budget.ts';
-import type { PeerFactory } from '../wrtc.ts';
+import type { PeerFactory } from '../factory.ts';
 import { PeerProcess, RemotePeer, type PeerProcessOptions } from './remote.ts';
 
 /** A host that dies sooner than this after starting is not restarted until a peer needs one. */
@@ -13,9 +14,9 @@ export interface PoolOptions extends PeerProcessOptions {
 }
 
 /**
- * The peer processes the server's WebRTC peers live in: `size` of them, each new peer going to the one holding
- * fewest, among those with file descriptors to spare (fd-budget.ts). One that dies, or stops answering and is
- * killed, is replaced at once; its peers fail, and their sessions wait for a resume.
+ * The peer processes the server's WebRTC peers live in: `size` of them, on `options.backend`, each new peer going to
+ * the one holding fewest, among those with file descriptors to spare (fd-budget.ts). One that dies, or stops
+ * answering and is killed, is replaced at once; its peers fail, and their sessions wait for a resume.
  */
 export class PeerProcessPool {
   #processes: PeerProcess[] = [];
@@ -44,11 +45,14 @@ export class PeerProcessPool {
 
   /**
    * Starts the processes ahead of the first peer, which would otherwise wait for them (a process takes ~0.5 s to
-   * load); resolves once they serve.
+   * load); resolves once they serve, and rejects, saying why, when they cannot load the backend.
    */
   async start(): Promise<void> {
     if (!this.#stopping) this.#fill();
-    await Promise.all(this.#processes.map((host) => host.ready));
+    const hosts = [...this.#processes];
+    await Promise.all(hosts.map((host) => host.ready));
+    const failed = hosts.find((host) => host.unavailable);
+    if (failed) throw new Error(failed.unavailable);
   }
 
   /** Shutdown has begun: the processes keep serving the peers they hold, but none is started any more. */
@@ -84,7 +88,8 @@ export class PeerProcessPool {
     this.#processes.push(host);
     void host.exited.then(({ code, signal }) => {
       this.#processes = this.#processes.filter((running) => running !== host);
-      if (this.#stopping || host.closing) return;
+      // One that could not load its backend is no crash, and another would fail the same way.
+      if (this.#stopping || host.closing || host.unavailable) return;
       this.crashes++;
       // Started again at once, so resuming clients find it warm; one that dies as it starts waits for a peer to need it.
       const replaceNow = Date.now() - startedAt > RESTART_AFTER_MS && this.#processes.length < this.size;

@@ -4,11 +4,6 @@
  * ones, so neither side waits for the other to pick an id.
  */
 
-/** The error W3C WebRTC throws on a closed connection or channel, as both sides of the pipe make it. */
-export function invalidState(message: string): Error {
-  return Object.assign(new Error(message), { name: 'InvalidStateError' });
-}
-
 /** A peer's state as the peer process last saw it: enough for the server to read it synchronously. */
 export interface PeerSnapshot {
   localDescription: RTCSessionDescriptionInit | null;
@@ -35,10 +30,12 @@ export type Command =
 /** Peer process to server. `message` carries the message as the payload. */
 export type PeerEvent =
   /**
-   * The first event: wrtc is loaded and commands are served. `fdLimit`: the process's open-file limit, null where
-   * it cannot be read; its peers' file descriptors are budgeted against it (fd-budget.ts).
+   * The first event: the peer backend is loaded and commands are served. `fdLimit`: the process's open-file limit,
+   * null where it cannot be read; its peers' file descriptors are budgeted against it (fd-budget.ts).
    */
   | { ev: 'ready'; fdLimit: number | null }
+  /** Instead of `ready`: the backend cannot load here (`message` says why); the process then exits. */
+  | { ev: 'unavailable'; message: string }
   | { ev: 'pong' }
   | { ev: 'reply'; call: number; peer: number; snapshot: PeerSnapshot; value?: unknown; error?: { name: string; message: string } }
   | { ev: 'peer'; peer: number; snapshot: PeerSnapshot; fire: 'icecandidate' | 'icegatheringstatechange' | 'connectionstatechange'; candidate?: RTCIceCandidateInit | null }

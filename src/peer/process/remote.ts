@@ -1,15 +1,17 @@
 /**
- * The server's side of the peer process: RemotePeer and RemoteChannel stand in for wrtc's RTCPeerConnection and
- * RTCDataChannel, with the members the session layer uses, and forward to the peer process (host.ts). Their
+ * The server's side of the peer process: RemotePeer and RemoteChannel stand in for the backend's RTCPeerConnection
+ * and RTCDataChannel, with the members the session layer uses, and forward to the peer process (host.ts). Their
  * state is read synchronously, as from the real objects: each event and reply from the process carries it.
  * When the process dies, every peer it held fails and every channel closes, as if the network had gone: sessions
  * suspend, and clients resume on a fresh process with nothing lost.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import type { PeerBackend } from '../../config.ts';
 import { builtPath, repositoryRoot } from '../../paths.ts';
+import { invalidState } from '../dom-errors.ts';
 import { Heartbeat } from './heartbeat.ts';
-import { invalidState, type Command, type PeerEvent, type PeerMethod, type PeerSnapshot } from './protocol.ts';
+import type { Command, PeerEvent, PeerMethod, PeerSnapshot } from './protocol.ts';
 import { encodeMessage, MessageReader } from './wire.ts';
 
 /**
@@ -23,6 +25,8 @@ const EXIT_WAIT_MS = 2_000;
 const STARTUP_TIMEOUT_MS = 30_000;
 
 export interface PeerProcessOptions {
+  /** The WebRTC stack the process runs its peers on. */
+  backend: PeerBackend;
   /** Silence after which the process counts as hung and is killed (heartbeat.ts). */
   heartbeatTimeoutMs: number;
 }
@@ -38,6 +42,7 @@ export class PeerProcess {
   /** Settles once the process serves commands (or has exited). */
   readonly ready: Promise<void>;
   #markReady!: () => void;
+  #unavailable: string | undefined;
   #alive = true;
   #closing = false;
   #hung = false;
@@ -49,7 +54,7 @@ export class PeerProcess {
   #nextId = 0;
 
   constructor(options: PeerProcessOptions) {
-    const [command, args] = hostCommand();
+    const [command, args] = hostCommand(options.backend);
     // A process group of its own: a Ctrl-C in the terminal, or a signal to the server's group, reaches the server,
     // which drains its requests and then ends this process itself (it ignores those signals too: host.ts).
     this.#child = spawn(command, args, { cwd: repositoryRoot(), stdio: ['pipe', 'pipe', 'inherit'], detached: true });
@@ -71,7 +76,8 @@ export class PeerProcess {
     });
     this.ready = new Promise((resolve) => (this.#markReady = resolve));
     this.exited = new Promise((resolve) => {
-      this.#child.once('exit', (code, signal) => {
+      // 'close', not 'exit': after the process's last words on stdout (why it could not start) have been read.
+      this.#child.once('close', (code, signal) => {
         this.#heartbeat.stop();
         this.#died();
         this.#markReady();
@@ -82,6 +88,11 @@ export class PeerProcess {
 
   get alive(): boolean {
     return this.#alive;
+  }
+
+  /** Why the process could not load its peer backend (it then exits); undefined when it could. */
+  get unavailable(): string | undefined {
+    return this.#unavailable;
   }
 
   get pid(): number | undefined {
@@ -139,6 +150,9 @@ export class PeerProcess {
       case 'ready':
         this.fdLimit = event.fdLimit;
         return this.#markReady();
+      case 'unavailable':
+        this.#unavailable = event.message;
+        return;
       case 'pong':
         return;
       case 'reply': {
@@ -186,6 +200,8 @@ export class RemotePeer {
     connectionState: 'new',
     maxMessageSize: null,
   };
+  /** Closed here: what the process reports afterwards no longer counts (a stack may report `closed` on its own). */
+  #closed = false;
   readonly #id: number;
   readonly #host: PeerProcess;
 
@@ -205,8 +221,8 @@ export class RemotePeer {
   get iceGatheringState() {
     return this.#state.iceGatheringState;
   }
-  get connectionState() {
-    return this.#state.connectionState;
+  get connectionState(): RTCPeerConnectionState {
+    return this.#closed ? 'closed' : this.#state.connectionState;
   }
   get sctp(): { maxMessageSize: number } | null {
     return this.#state.maxMessageSize === null ? null : { maxMessageSize: this.#state.maxMessageSize };
@@ -232,25 +248,25 @@ export class RemotePeer {
   }
 
   close(): void {
-    if (this.#state.connectionState === 'closed') return;
-    this.#state = { ...this.#state, connectionState: 'closed' };
+    if (this.#closed) return;
+    this.#closed = true;
     this.#host.peers.delete(this.#id);
     this.#host.command({ op: 'close', peer: this.#id });
   }
 
   #call(method: PeerMethod, arg?: unknown): Promise<unknown> {
-    if (this.#state.connectionState === 'closed') return Promise.reject(invalidState('The peer connection is closed'));
+    if (this.#closed) return Promise.reject(invalidState('The peer connection is closed'));
     return this.#host.call(this.#id, method, arg);
   }
 
   /** From the peer process: */
 
   update(snapshot: PeerSnapshot): void {
-    if (this.#state.connectionState !== 'closed') this.#state = snapshot;
+    if (!this.#closed) this.#state = snapshot;
   }
 
   fire(event: Extract<PeerEvent, { ev: 'peer' }>): void {
-    if (this.#state.connectionState === 'closed') return;
+    if (this.#closed) return;
     this.#state = event.snapshot;
     if (event.fire === 'icecandidate') {
       const init = event.candidate;
@@ -268,7 +284,7 @@ export class RemotePeer {
 
   /** The process died: as a network failure would, the connection fails. */
   lost(): void {
-    if (this.#state.connectionState === 'closed') return;
+    if (this.#closed) return;
     this.#state = { ...this.#state, connectionState: 'failed' };
     this.#host.peers.delete(this.#id);
     this.onconnectionstatechange?.(new Event('connectionstatechange'));
@@ -350,11 +366,14 @@ export class RemoteChannel {
   }
 }
 
-/** How to start host.ts: with this process's runtime and loader (tsx under Node; Deno with the project's config). */
-function hostCommand(): [string, string[]] {
+/**
+ * How to start host.ts on `backend`: with this process's runtime and loader (tsx under Node; Deno with the
+ * project's config).
+ */
+function hostCommand(backend: PeerBackend): [string, string[]] {
   const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
-  if (deno) return [deno.execPath(), ['run', '--allow-env', '--allow-read', '--allow-ffi', '--allow-sys', '--config', path.join(repositoryRoot(), 'deno.json'), HOST_PATH]];
+  if (deno) return [deno.execPath(), ['run', '--allow-env', '--allow-read', '--allow-ffi', '--allow-sys', '--config', path.join(repositoryRoot(), 'deno.json'), HOST_PATH, backend]];
   // The loader flags (tsx's --import/--require) carry over; a debugger port would clash, so those do not.
   const execArgv = process.execArgv.filter((arg) => !arg.startsWith('--inspect'));
-  return [process.execPath, [...execArgv, HOST_PATH]];
+  return [process.execPath, [...execArgv, HOST_PATH, backend]];
 }
