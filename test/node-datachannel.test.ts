@@ -166,7 +166,7 @@ setup('TABAGENT_PEER_BACKEND picks the backend; anything else stops the start, n
 });
 
 setup('a peer process that cannot load its backend stops the start with the reason, and is not restarted as a crash', async () => {
-  const pool = new PeerProcessPool(1, 'no-such-backend' as never);
+  const pool = new PeerProcessPool(1, { backend: 'no-such-backend' as never, heartbeatTimeoutMs: 10_000 });
   try {
     const error = await pool.start().then(() => undefined, (failure: Error) => failure);
     assert.match(error?.message ?? 'started', /no-such-backend/);
