@@ -5,8 +5,8 @@ import { toTRPCError } from '../routers/trpc.ts';
 import type { Config } from './config.ts';
 import { Caller, Dispatcher, type Handlers } from './dispatch.ts';
 import { createHandlers, memorySettings, paramsStore } from './engine/index.ts';
-import { createInferenceEngine } from './engine/inference/index.ts';
-import { Upstream } from './engine/inference/upstream.ts';
+import { chooseBackend, createInferenceEngine } from './engine/inference/index.ts';
+import { Upstream } from './engine/inference/upstream/client.ts';
 import { createKnowledgeEngine } from './engine/knowledge/index.ts';
 import { AppError } from './errors.ts';
 import { corsHeaders, isOriginAllowed, preflightHeaders } from './http/cors.ts';
@@ -73,6 +73,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
   const peers = new PeerCount();
   const settings = deps.store ?? memorySettings();
   const upstream = new Upstream({ url: config.upstreamUrl, apiKey: config.upstreamApiKey, idleTimeoutMs: config.upstreamIdleTimeoutMs });
+  const backend = chooseBackend({ upstream, upstreamUrl: config.upstreamUrl });
   const params = paramsStore(settings);
   let closing: Promise<void> | undefined;
   let sessions: SessionManager;
@@ -88,8 +89,8 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
       },
       params,
       engines: {
-        ...createInferenceEngine({ upstream, settings, params }),
-        ...(deps.store && createKnowledgeEngine({ store: deps.store, upstream, embeddingModel: config.embeddingModel })),
+        ...createInferenceEngine({ backend, settings, params }),
+        ...(deps.store && createKnowledgeEngine({ store: deps.store, backend, embeddingModel: config.embeddingModel })),
         ...deps.engines,
       },
     }),

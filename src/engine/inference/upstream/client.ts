@@ -1,5 +1,5 @@
-import { AppError, type ErrorCode } from '../../errors.ts';
-import { log } from '../../log.ts';
+import { AppError, type ErrorCode } from '../../../errors.ts';
+import { log } from '../../../log.ts';
 import { ndjson, parseJson, sseEvents, type SseEvent } from './streams.ts';
 
 export interface UpstreamConfig {
