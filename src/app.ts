@@ -5,6 +5,7 @@ import { toTRPCError } from '../routers/trpc.ts';
 import type { Config } from './config.ts';
 import { Caller, Dispatcher, type Handlers } from './dispatch.ts';
 import { createHandlers, memorySettings, paramsStore } from './engine/index.ts';
+import { EmbeddedEngine } from './engine/inference/embedded/index.ts';
 import { chooseBackend, createInferenceEngine } from './engine/inference/index.ts';
 import { Upstream } from './engine/inference/upstream/client.ts';
 import { createKnowledgeEngine } from './engine/knowledge/index.ts';
@@ -14,6 +15,7 @@ import { errorResponse, json } from './http/json.ts';
 import { limitBody, limitNesting } from './http/limit.ts';
 import { handleRest, REST_PREFIX } from './http/rest.ts';
 import { NativeEndpoint } from './native/endpoint.ts';
+import { modelsDirPath } from './paths.ts';
 import { PeerCount } from './peer/count.ts';
 import { fdBudget, openFileLimit, withFdBudget } from './peer/fd-budget.ts';
 import { PeerProcessPool } from './peer/process/pool.ts';
@@ -73,7 +75,8 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
   const peers = new PeerCount();
   const settings = deps.store ?? memorySettings();
   const upstream = new Upstream({ url: config.upstreamUrl, apiKey: config.upstreamApiKey, idleTimeoutMs: config.upstreamIdleTimeoutMs });
-  const backend = chooseBackend({ upstream, upstreamUrl: config.upstreamUrl });
+  const embedded = embeddedEngine(config);
+  const backend = chooseBackend({ upstream, upstreamUrl: config.upstreamUrl, embedded });
   const params = paramsStore(settings);
   let closing: Promise<void> | undefined;
   let sessions: SessionManager;
@@ -200,10 +203,28 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
         native.shutdown(graceMs),
         // tRPC `rpc.*` calls: what outlives the grace is answered `shutting_down` too, before the process exits.
         dispatcher.drainOrCancel(graceMs ?? config.shutdownGraceMs, () => [...rpcCallers.values()]),
-      ]).then(() => peerProcesses?.close());
+      ])
+        .then(() => peerProcesses?.close())
+        .then(() => embedded.close());
       return closing;
     },
   };
+}
+
+/** The engine that runs GGUF models in this process; it loads nothing until a request needs it. */
+function embeddedEngine(config: Config): EmbeddedEngine {
+  return new EmbeddedEngine({
+    modelsDir: modelsDirPath(config.dataDir, config.modelsDir),
+    contextLength: config.contextLength,
+    parallel: config.modelParallel,
+    ttlS: config.modelTtlS,
+    memoryBytes: config.modelMemoryBytes,
+    mmap: config.modelMmap === 'on',
+    gpu: config.llamaGpu,
+    threads: config.llamaThreads,
+    hubUrl: config.modelHubUrl,
+    idleTimeoutMs: config.upstreamIdleTimeoutMs,
+  });
 }
 
 function keyInUrl(): AppError {

@@ -21,3 +21,8 @@ export function serverPidPath(dataDir: string): string {
 export function serverLogPath(dataDir: string): string {
   return path.resolve(dataDir, 'server.log');
 }
+
+/** The embedded engine's GGUF models. */
+export function modelsDirPath(dataDir: string, configured?: string): string {
+  return path.resolve(configured ?? path.join(dataDir, 'models'));
+}

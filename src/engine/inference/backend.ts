@@ -102,6 +102,8 @@ export interface InferenceBackend {
   /** A rerank endpoint's ranking where there is one; `undefined`: none, the handler scores with embeddings. */
   rerank(model: string | undefined, query: string, documents: string[], topN: number, signal: AbortSignal): Promise<Ranked | undefined>;
 
+  /** What to do when it has no models at all, for the error that says so. */
+  howToAddModels(): string;
   /** Every model it offers, with what it knows of each. */
   models(signal: AbortSignal): Promise<Model[]>;
   modelInfo(id: string, signal: AbortSignal): Promise<{ model: Model; details?: Record<string, unknown> }>;

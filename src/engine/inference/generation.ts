@@ -27,10 +27,11 @@ async function resolve(deps: InferenceDeps, params: { model?: string } & Samplin
   const model = params.model ?? (await deps.store.defaultModel(owner));
   if (!model) {
     const offered = await backend.models(signal).then(
-      (models) => (models.length ? ` (${backend.name === 'embedded' ? 'in the models directory' : 'the upstream has'}: ${models.map((m) => m.id).slice(0, 8).join(', ')})` : ''),
+      (models) => (models.length ? ` (${models.map((m) => m.id).slice(0, 8).join(', ')}${models.length > 8 ? ', ...' : ''})` : ''),
       () => '',
     );
-    throw new AppError('invalid_request', `No model: name one in "model"${offered}, or choose a default with select_model`, {
+    const none = offered ? '' : `. There are no models: ${backend.howToAddModels()}`;
+    throw new AppError('invalid_request', `No model: name one in "model"${offered}, or choose a default with select_model${none}`, {
       details: { field: 'model' },
     });
   }

@@ -16,6 +16,7 @@ export function upstreamBackend(upstream: Upstream): InferenceBackend {
     name: 'upstream',
     ...upstreamGeneration(upstream),
     ...upstreamModels(upstream),
+    howToAddModels: () => 'the upstream lists none (with Ollama: ollama pull <model>, or pull_model)',
 
     embed: async (model, input, signal): Promise<Embeddings> => {
       const answer = await (await upstream.request('/v1/embeddings', { body: { model, input }, signal })).json<EmbeddingList>();
