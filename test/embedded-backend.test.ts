@@ -83,6 +83,22 @@ select('the embedded engine called directly streams real tokens (the benchmark\'
   }
 });
 
+select('an abort stops the generation within one token', async () => {
+  const embedded = engine();
+  try {
+    const controller = new AbortController();
+    // The first token goes out as a chunk at once: stop right there.
+    const ctx = { ...context(), signal: controller.signal, chunk: () => controller.abort(new Error('stop')) };
+    const answer = await embedded.chat({ ...chat(), sampling: { max_tokens: 500 } }, ctx);
+    assert.is(answer.finish_reason, 'cancelled');
+    assert.ok(answer.usage!.completion_tokens <= 2, `the token stopped at, and at most the one being written (${answer.usage!.completion_tokens})`);
+    const next = await embedded.chat(chat(), context());
+    assert.is(next.usage?.completion_tokens, 8, 'the model serves on');
+  } finally {
+    await embedded.close();
+  }
+});
+
 const unavailable = suite('when node-llama-cpp cannot load');
 
 unavailable('every request it would serve is backend_unavailable, naming node-llama-cpp and how to use an upstream', async () => {

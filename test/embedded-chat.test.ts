@@ -24,7 +24,8 @@ chat('streams real tokens: the chunks, in order, are the answer, with usage coun
   const deltas: string[] = [];
   for await (const chunk of stream) deltas.push(chunk.delta);
   const final = await stream.result;
-  assert.ok(deltas.length > 5, `chunks came as tokens were written (${deltas.length})`);
+  // Tokens written within 10 ms of the last chunk go out together (CHUNK_INTERVAL_MS); the first goes at once.
+  assert.ok(deltas.length >= 2, `chunks came as tokens were written (${deltas.length})`);
   assert.is(deltas.join(''), final.response);
   assert.match(final.response, /[a-z]+ [a-z]+/i, 'words');
   assert.is(final.model, MODEL);

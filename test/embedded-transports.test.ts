@@ -34,7 +34,7 @@ transports('WebSocket: load_model with progress events, then a streamed chat, ch
     const chunks: string[] = [];
     const { frame } = await socket.request({ action: 'chat', request_id: 'c', ...ask('Once upon a time'), stream: true, max_tokens: 20 }, { onFrame: (f) => chunks.push(f.delta as string) });
     assert.is(frame.type, 'chat_response');
-    assert.ok(chunks.length > 5);
+    assert.ok(chunks.length >= 2, 'streamed, not one answer');
     assert.is(chunks.join(''), frame.response);
     assert.is((frame.usage as { completion_tokens: number }).completion_tokens, 20);
   } finally {

@@ -48,7 +48,7 @@ export async function runChat(lib: LlamaModule, llama: Llama, loaded: LoadedMode
             }
           : stream.text,
       } as Parameters<typeof chat.generateResponse>[1];
-      const result = await chat.generateResponse(history, options);
+      const result = await chat.generateResponse(history, options).finally(() => stream.flush());
       const usage = stream.usage(promptTokens);
       const finish = finishOf(result.metadata.stopReason);
       if (plan.forced) {

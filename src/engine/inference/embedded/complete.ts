@@ -19,7 +19,7 @@ export function runCompletion(lib: LlamaModule, loaded: LoadedModel, call: Compl
         disableContextShift: true,
         onToken: stream.tokens,
         onTextChunk: stream.text,
-      });
+      }).finally(() => stream.flush());
       return { response: result.response, model: loaded.id, usage: stream.usage(promptTokens), finish_reason: finishOf(result.metadata.stopReason) };
     } finally {
       completion.dispose({ disposeSequence: false });

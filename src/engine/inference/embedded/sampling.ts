@@ -50,9 +50,19 @@ export function finishOf(stopReason: StopReason): FinishReason {
   return stopReason === 'abort' ? 'cancelled' : 'stop';
 }
 
-/** A run's chunks and token count: each piece goes out as a `chunk` frame as soon as it is written. */
+/**
+ * Text written within this long of the last chunk waits and goes out with the next one. A chunk frame per token
+ * cost the data channel 9% of the tokens/s at the test model's ~1,000 tokens/s (bench:llm); a reader sees no
+ * difference at 100 chunks a second, and a model slower than that still sends every token as it comes.
+ */
+export const CHUNK_INTERVAL_MS = 10;
+
+/** A run's chunks and token count: text goes out as it is written, gathered into one chunk per interval. */
 export class Stream {
   private index = 0;
+  private pending = '';
+  private lastSent = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
   completionTokens = 0;
 
   constructor(
@@ -65,11 +75,27 @@ export class Stream {
   };
 
   readonly text = (delta: string) => {
-    if (this.streaming && delta) this.ctx.chunk({ delta, index: this.index++ });
+    if (!this.streaming || !delta) return;
+    this.pending += delta;
+    const wait = this.lastSent + CHUNK_INTERVAL_MS - performance.now();
+    if (wait <= 0) this.flush();
+    else this.timer ??= setTimeout(() => this.flush(), wait);
   };
 
   toolCall(delta: ToolCallDelta): void {
-    if (this.streaming) this.ctx.chunk({ delta: '', index: this.index++, tool_calls: [delta] });
+    if (!this.streaming) return;
+    this.flush();
+    this.ctx.chunk({ delta: '', index: this.index++, tool_calls: [delta] });
+  }
+
+  /** Sends what waits; called once more when the run ends, before its final answer. */
+  flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.pending) return;
+    this.ctx.chunk({ delta: this.pending, index: this.index++ });
+    this.pending = '';
+    this.lastSent = performance.now();
   }
 
   usage(promptTokens: number): Usage {
