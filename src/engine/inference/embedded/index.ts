@@ -144,8 +144,9 @@ export class EmbeddedEngine implements InferenceBackend {
     return this.pool.use(entry, { keepAlive, signal: ctx.signal, progress: (update) => ctx.event('model_loading_progress', update) }, work);
   }
 
+  /** What a request is held to: the loaded context (llama.cpp may round it up), else what loading will ask for. */
   private contextLength(entry: CatalogEntry): number {
-    return contextFor(entry, this.options.contextLength);
+    return this.pool.get(entry.id)?.contextLength ?? contextFor(entry, this.options.contextLength);
   }
 
   private describe(entry: CatalogEntry): Model {
