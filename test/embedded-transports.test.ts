@@ -24,13 +24,16 @@ transports.before(async () => {
 });
 transports.after(() => server.close());
 
-transports('WebSocket: load_model with progress events, then a streamed chat, chunk by chunk', async () => {
+transports('WebSocket: load_model and a forced reload with progress events, then a streamed chat, chunk by chunk', async () => {
   const socket = await WebSocketClient.connect(`${server.url.replace('http', 'ws')}/v1/ws`);
   try {
+    await socket.request({ action: 'load_model', request_id: 'first', model_id: MODEL });
     const events: Frame[] = [];
     const { frame: loaded } = await socket.request({ action: 'load_model', request_id: 'l', model_id: MODEL, force_reload: true }, { onFrame: (f) => events.push(f) });
     assert.is(loaded.type, 'model_loaded');
-    assert.equal(events.map((e) => (e.data as { status: string }).status).at(-1), 'loaded');
+    const statuses = events.map((e) => (e.data as { status: string }).status);
+    assert.is(statuses[0], 'unloading', 'force_reload unloads it first');
+    assert.is(statuses.at(-1), 'loaded');
     const chunks: string[] = [];
     const { frame } = await socket.request({ action: 'chat', request_id: 'c', ...ask('Once upon a time'), stream: true, max_tokens: 20 }, { onFrame: (f) => chunks.push(f.delta as string) });
     assert.is(frame.type, 'chat_response');

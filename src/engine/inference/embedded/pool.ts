@@ -72,7 +72,10 @@ export class ModelPool {
    */
   async load(entry: CatalogEntry, { keepAlive, progress, force, signal }: LoadOptions): Promise<LoadedModel> {
     if (keepAlive !== undefined) keepAliveMs(keepAlive); // a bad value is the request's error, before any work
-    if (force) await this.unload(entry.id);
+    if (force && this.loaded.has(entry.id)) {
+      progress?.({ model_id: entry.id, progress: 0, status: 'unloading' });
+      await this.unload(entry.id);
+    }
     let model = this.loaded.get(entry.id);
     if (!model) {
       let loading = this.loading.get(entry.id);
@@ -168,6 +171,10 @@ export class ModelPool {
         }
       },
     });
+    if (this.closed) {
+      await model.dispose(); // closed while it loaded: nobody will unload it
+      throw new AppError('shutting_down', 'The embedded engine is shutting down');
+    }
     this.loaded.set(entry.id, model);
     model.started();
     progress({ model_id: entry.id, progress: 1, status: 'loaded' });
