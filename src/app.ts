@@ -5,8 +5,9 @@ import { toTRPCError } from '../routers/trpc.ts';
 import type { Config } from './config.ts';
 import { Caller, Dispatcher, type Handlers } from './dispatch.ts';
 import { createHandlers, memorySettings, paramsStore } from './engine/index.ts';
-import { createInferenceEngine } from './engine/inference/index.ts';
-import { Upstream } from './engine/inference/upstream.ts';
+import { EmbeddedEngine } from './engine/inference/embedded/index.ts';
+import { chooseBackend, createInferenceEngine } from './engine/inference/index.ts';
+import { Upstream } from './engine/inference/upstream/client.ts';
 import { createKnowledgeEngine } from './engine/knowledge/index.ts';
 import { AppError } from './errors.ts';
 import { corsHeaders, isOriginAllowed, preflightHeaders } from './http/cors.ts';
@@ -15,6 +16,7 @@ import { limitBody, limitNesting } from './http/limit.ts';
 import { handleRest, REST_PREFIX } from './http/rest.ts';
 import { NativeEndpoint } from './native/endpoint.ts';
 import { loadPeerFactory } from './peer/backend.ts';
+import { modelsDirPath } from './paths.ts';
 import { PeerCount } from './peer/count.ts';
 import type { PeerFactory } from './peer/factory.ts';
 import { fdBudget, openFileLimit, withFdBudget } from './peer/fd-budget.ts';
@@ -82,6 +84,8 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
   const peers = new PeerCount();
   const settings = deps.store ?? memorySettings();
   const upstream = new Upstream({ url: config.upstreamUrl, apiKey: config.upstreamApiKey, idleTimeoutMs: config.upstreamIdleTimeoutMs });
+  const embedded = embeddedEngine(config);
+  const backend = chooseBackend({ upstream, upstreamUrl: config.upstreamUrl, embedded });
   const params = paramsStore(settings);
   let closing: Promise<void> | undefined;
   let sessions: SessionManager;
@@ -97,8 +101,8 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
       },
       params,
       engines: {
-        ...createInferenceEngine({ upstream, settings, params }),
-        ...(deps.store && createKnowledgeEngine({ store: deps.store, upstream, embeddingModel: config.embeddingModel })),
+        ...createInferenceEngine({ backend, settings, params }),
+        ...(deps.store && createKnowledgeEngine({ store: deps.store, backend, embeddingModel: config.embeddingModel })),
         ...deps.engines,
       },
     }),
@@ -221,10 +225,28 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
         native.shutdown(graceMs),
         // tRPC `rpc.*` calls: what outlives the grace is answered `shutting_down` too, before the process exits.
         dispatcher.drainOrCancel(graceMs ?? config.shutdownGraceMs, () => [...rpcCallers.values()]),
-      ]).then(() => peerProcesses?.close());
+      ])
+        .then(() => peerProcesses?.close())
+        .then(() => embedded.close());
       return closing;
     },
   };
+}
+
+/** The engine that runs GGUF models in this process; it loads nothing until a request needs it. */
+function embeddedEngine(config: Config): EmbeddedEngine {
+  return new EmbeddedEngine({
+    modelsDir: modelsDirPath(config.dataDir, config.modelsDir),
+    contextLength: config.contextLength,
+    parallel: config.modelParallel,
+    ttlS: config.modelTtlS,
+    memoryBytes: config.modelMemoryBytes,
+    mmap: config.modelMmap === 'on',
+    gpu: config.llamaGpu,
+    threads: config.llamaThreads,
+    hubUrl: config.modelHubUrl,
+    idleTimeoutMs: config.upstreamIdleTimeoutMs,
+  });
 }
 
 function keyInUrl(): AppError {

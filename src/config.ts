@@ -101,8 +101,26 @@ export const configSchema = z.object({
   exitWhenIdleMs: z.coerce.number().int().min(0).default(0),
   /** A PostgreSQL server to keep them in instead (several instances can share it). */
   databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL (unset it to use the embedded store)').optional(),
-  /** The upstream embedding model for documents and search; unset: the embedded hashed model. */
+  /** The inference backend's embedding model for documents and search; unset: the hashed model. */
   embeddingModel: z.string().min(1).optional(),
+  /** The embedded engine's GGUF files, one model each (id: the file name without `.gguf`); default `<dataDir>/models`. */
+  modelsDir: z.string().min(1).optional(),
+  /** Seconds an idle model of the embedded engine stays loaded (a request's `keep_alive` overrides it); negative: forever. */
+  modelTtlS: z.coerce.number().default(300),
+  /** Tokens a model of the embedded engine sees at once, capped at what it was trained for. */
+  contextLength: z.coerce.number().int().min(64).default(4096),
+  /** Generations one loaded model runs at once (each holds its own context); more wait their turn. */
+  modelParallel: z.coerce.number().int().min(1).max(64).default(1),
+  /** Memory the embedded engine's models may take together; past it the least recently used go. Default: what is free. */
+  modelMemoryBytes: z.coerce.number().int().positive().optional(),
+  /** Map GGUF files instead of reading them in: loads at once, but reports no progress and pays on first use. */
+  modelMmap: z.enum(['on', 'off']).default('off'),
+  /** CPU threads per generation; default half the cores (llama.cpp slows down badly on cores shared with the server). */
+  llamaThreads: z.coerce.number().int().min(1).max(256).optional(),
+  /** `auto` uses a GPU build where one is installed and works (see README, GPU builds); `off`: CPU only. */
+  llamaGpu: z.enum(['auto', 'off', 'cuda', 'vulkan', 'metal']).default('auto'),
+  /** Where `pull_model` finds `owner/repo/file.gguf` (Hugging Face's layout: `<hub>/<owner>/<repo>/resolve/main/<file>`). */
+  modelHubUrl: z.url({ protocol: /^https?$/ }).default('https://huggingface.co'),
   /**
    * Extensions that may start the native messaging host, written into its manifest by `--install-native-host`.
    * Exactly Chrome's form, `chrome-extension://<32-letter id>/`: Chrome accepts no wildcards there.
@@ -165,6 +183,15 @@ export const ENV_VARS = {
   exitWhenIdleMs: 'TABAGENT_EXIT_WHEN_IDLE_MS',
   databaseUrl: 'DATABASE_URL',
   embeddingModel: 'TABAGENT_EMBEDDING_MODEL',
+  modelsDir: 'TABAGENT_MODELS_DIR',
+  modelTtlS: 'TABAGENT_MODEL_TTL_S',
+  contextLength: 'TABAGENT_CONTEXT_LENGTH',
+  modelParallel: 'TABAGENT_MODEL_PARALLEL',
+  modelMemoryBytes: 'TABAGENT_MODEL_MEMORY_BYTES',
+  modelMmap: 'TABAGENT_MODEL_MMAP',
+  llamaThreads: 'TABAGENT_LLAMA_THREADS',
+  llamaGpu: 'TABAGENT_LLAMA_GPU',
+  modelHubUrl: 'TABAGENT_MODEL_HUB_URL',
   nativeAllowedOrigins: 'TABAGENT_NATIVE_ALLOWED_ORIGINS',
   apiKeys: 'TABAGENT_API_KEYS',
   apiKeysFile: 'TABAGENT_API_KEYS_FILE',

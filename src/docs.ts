@@ -3,10 +3,13 @@ import type { Group, RequestSpec } from './protocol/define.ts';
 import { actions, specOf, type Action } from './registry.ts';
 
 type JsonSchema = {
-  type?: string;
+  /** Several types for a nullable field: `['boolean', 'null']`. */
+  type?: string | string[];
   enum?: unknown[];
   const?: unknown;
   anyOf?: JsonSchema[];
+  /** zod writes discriminated unions as `oneOf`. */
+  oneOf?: JsonSchema[];
   items?: JsonSchema;
   properties?: Record<string, JsonSchema>;
   required?: string[];
@@ -31,7 +34,9 @@ const GROUP_TITLES: Record<Group, string> = {
 function typeOf(schema: JsonSchema): string {
   if (schema.const !== undefined) return JSON.stringify(schema.const);
   if (schema.enum) return schema.enum.map((v) => JSON.stringify(v)).join(' | ');
-  if (schema.anyOf) return schema.anyOf.map(typeOf).join(' | ');
+  const union = schema.anyOf ?? schema.oneOf;
+  if (union) return union.map(typeOf).join(' | ');
+  if (Array.isArray(schema.type)) return schema.type.map((type) => typeOf({ ...schema, type })).join(' | ');
   switch (schema.type) {
     case 'array':
       return `${schema.items ? wrap(typeOf(schema.items)) : 'unknown'}[]`;
@@ -47,8 +52,9 @@ function typeOf(schema: JsonSchema): string {
   }
 }
 
+/** Parentheses around a union that becomes an array's items: `(string | number)[]`. */
 function wrap(type: string): string {
-  return type.includes(' ') && !type.startsWith('{') ? `(${type})` : type;
+  return type.includes(' | ') || (type.includes(' ') && !type.startsWith('{')) ? `(${type})` : type;
 }
 
 function fields(schema: JsonSchema): string[] {

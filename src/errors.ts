@@ -5,6 +5,8 @@
 export const ERROR_CODES = {
   invalid_json: 400,
   invalid_request: 400,
+  /** The prompt (with what it asks to generate) does not fit the model's context: shorten it; nothing was cut. */
+  context_length_exceeded: 400,
   unknown_action: 400,
   unauthorized: 401,
   forbidden: 403,

@@ -45,3 +45,8 @@ export const BUILT = {
 export function builtPath(program: keyof typeof BUILT): string {
   return path.join(repositoryRoot(), BUILT[program]);
 }
+
+/** The embedded engine's GGUF models. */
+export function modelsDirPath(dataDir: string, configured?: string): string {
+  return path.resolve(configured ?? path.join(dataDir, 'models'));
+}

@@ -455,8 +455,8 @@ test('data channel: 10 MB string fields with the default 64 MiB cap: typed error
   const healthyRun = alongside(healthy);
 
   const refused: [string, Frame, string, string][] = [
-    ['a chat with 10 MB content and no upstream', { action: 'chat', request_id: 'big-chat', model: 'm', messages: [{ role: 'user', content: big }] }, 'backend_unavailable', 'big-chat'],
-    ['embeddings of a 10 MB input', { action: 'embeddings', request_id: 'big-emb', model: 'm', input: big }, 'backend_unavailable', 'big-emb'],
+    ['a chat with 10 MB content for a model the server lacks', { action: 'chat', request_id: 'big-chat', model: 'm', messages: [{ role: 'user', content: big }] }, 'not_found', 'big-chat'],
+    ['embeddings of a 10 MB input from a model the server lacks', { action: 'embeddings', request_id: 'big-emb', model: 'm', input: big }, 'not_found', 'big-emb'],
     ['a 10 MB field name', { action: 'health', request_id: 'big-key', [big]: 1 }, 'invalid_request', 'big-key'],
     ['a 1 MB field name where a message belongs', { action: 'chat', request_id: 'big-key2', messages: [{ role: 'user', content: 'hi', [mega]: 1 }] }, 'invalid_request', 'big-key2'],
     ['a 1 MB action name', { request_id: 'big-action', action: mega }, 'unknown_action', 'big-action'],

@@ -124,10 +124,11 @@ const textAbuse: Abuse[] = [
     field: 'request_id',
   },
   {
-    what: 'chat with no inference engine',
+    what: 'chat naming no model, with none selected and none to run',
     data: () => '{"action":"chat","messages":[{"role":"user","content":"hi"}],"request_id":"c"}',
-    code: 'backend_unavailable',
+    code: 'invalid_request',
     requestId: 'c',
+    field: 'model',
   },
   {
     what: 'stop_generation of a request not in flight',

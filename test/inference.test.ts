@@ -417,7 +417,7 @@ estimates('estimate_memory reads the model\'s facts from Ollama and explains its
   }),
 );
 
-estimates('without an upstream, estimates come from the model name; get_recipes needs no upstream either', async () => {
+estimates('without an upstream, estimates of models it lacks come from the name; get_recipes needs no upstream either', async () => {
   const server = await startServer();
   try {
     const client = await server.client();
@@ -427,7 +427,10 @@ estimates('without an upstream, estimates come from the model name; get_recipes 
     assert.is(compat.compatible, false);
     const { recipes } = await client.request('get_recipes');
     assert.ok(recipes.length >= 5);
-    assert.is((await appError(client.request('chat', { model: 'm', ...user('x') }))).code, 'backend_unavailable');
+    // The embedded engine serves now; a model it does not have says where models go.
+    const missing = await appError(client.request('chat', { model: 'm', ...user('x') }));
+    assert.is(missing.code, 'not_found');
+    assert.match(missing.message, /models directory.*TABAGENT_MODELS_DIR.*pull_model.*TABAGENT_UPSTREAM_URL/);
   } finally {
     await server.close();
   }

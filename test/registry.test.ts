@@ -118,12 +118,14 @@ answers('types whose engine is not attached answer backend_unavailable, naming w
   }
 });
 
-answers('without an upstream, inference answers backend_unavailable saying how to configure one', async () => {
+answers('without an upstream or a model, chat says how to get one: the models directory, pull_model, or an upstream', async () => {
   const frame = (await answer('chat', { messages: [{ role: 'user', content: 'hi' }] })) as { type: string; code: string; message: string };
   assert.is(frame.type, 'error');
-  assert.is(frame.code, 'backend_unavailable');
+  assert.is(frame.code, 'invalid_request');
+  assert.match(frame.message, /no models/);
+  assert.match(frame.message, /TABAGENT_MODELS_DIR/);
+  assert.match(frame.message, /pull_model/);
   assert.match(frame.message, /TABAGENT_UPSTREAM_URL/);
-  assert.match(frame.message, /11434/);
 });
 
 answers.after(async () => {

@@ -468,13 +468,17 @@ test('rpc.health, rpc.set_params and rpc.get_params answer over tRPC with the da
   }),
 );
 
-test('rpc.chat without an inference upstream is SERVICE_UNAVAILABLE / backend_unavailable', () =>
-  withServer(async ({ api }) => {
-    const error = await rejection(api.rpc.chat.mutate({ messages: [{ role: 'user', content: 'hi' }] }), 'rpc.chat');
-    expectError(error, 'SERVICE_UNAVAILABLE', 'backend_unavailable', 'rpc.chat');
-    assert.is(error.data?.httpStatus, 503);
-    assert.match(error.message, /TABAGENT_UPSTREAM_URL/);
-  }),
+test('rpc.chat with its upstream unreachable is SERVICE_UNAVAILABLE / backend_unavailable', () =>
+  withServer(
+    async ({ api }) => {
+      const error = await rejection(api.rpc.chat.mutate({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }), 'rpc.chat');
+      expectError(error, 'SERVICE_UNAVAILABLE', 'backend_unavailable', 'rpc.chat');
+      assert.is(error.data?.httpStatus, 503);
+      assert.match(error.message, /TABAGENT_UPSTREAM_URL/);
+    },
+    // Nothing listens on port 9 (discard): a configured upstream that is down.
+    { upstreamUrl: 'http://127.0.0.1:9' },
+  ),
 );
 
 test('rpc.set_params with an out-of-range temperature is invalid_request naming params.temperature', () =>

@@ -29,12 +29,22 @@ export async function dataChannelClient() {
   await client.request('chat', { messages: [{ role: 'robot', content: 'hi' }] });
   // @ts-expect-error an unknown field
   await client.request('model_info', { model_id: 'm', bogus: 1 });
+  const called = await client.request('chat', {
+    messages: [{ role: 'user', content: [{ type: 'text', text: 'weather?' }, { type: 'image', mime_type: 'image/png' }] }],
+    tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object' } } }],
+    tool_choice: { type: 'function', function: { name: 'get_weather' } },
+  });
+  const args: string | undefined = called.tool_calls?.[0].function.arguments;
+  // @ts-expect-error response_format is json_object, json_schema or text
+  await client.request('chat', { messages: [{ role: 'user', content: 'hi' }], response_format: { type: 'yaml' } });
+  // @ts-expect-error a content part of an unknown type
+  await client.request('chat', { messages: [{ role: 'user', content: [{ type: 'audio', data: '' }] }] });
   // @ts-expect-error only streaming types can be streamed
   client.stream('health', {});
   // @ts-expect-error events are typed by name
   client.on('model_loading_progress', (data) => data.nonexistent);
 
-  return [status, tag, text];
+  return [status, tag, text, args];
 }
 
 declare const typed: TabAgent;

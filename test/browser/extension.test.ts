@@ -3,7 +3,8 @@
  * The example MV3 extension (examples/extension), built by `npm run build`, loaded unpacked into real headless
  * Chromium against the real dev server (`tsx src/main.ts`) and an upstream test double: the service worker opens
  * the offscreen document (reason WEB_RTC), which connects over WebRTC; the popup streams a chat and shows
- * model-loading progress; and the connection survives server restarts, graceful and not, mid-stream.
+ * model-loading progress; the connection survives server restarts, graceful and not, mid-stream; and, pointed at
+ * a server whose embedded engine runs the test model, the popup picks it, loads it and streams its story.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,6 +16,7 @@ import { buildBrowser } from '../../scripts/build-browser.ts';
 import { createSignalingClient } from '../../src/client/index.ts';
 import { launchWithExtension } from '../fixtures/chromium.ts';
 import { startDevServer, withTimeout, type DevServer } from '../fixtures/dev-server.ts';
+import { MODEL as GGUF_MODEL, MODELS_DIR } from '../fixtures/models.ts';
 import { startUpstream, type Upstream } from '../fixtures/upstream.ts';
 
 const TOKEN_DELAY_MS = 60;
@@ -63,8 +65,9 @@ async function start(): Promise<Setup> {
   // The extension's default is 127.0.0.1:8080; the settings form points it at this test's server.
   await popup.fill('#server-url', server.url);
   await popup.click('#save');
-  // The server has no default model; the popup sends the one named here.
-  await popup.fill('#model', MODEL);
+  // The server has no default model; the popup's picker lists the upstream's, and this one is chosen.
+  await until(popup, (model) => [...document.querySelectorAll('#model option')].some((o) => (o as HTMLOptionElement).value === model), 'the model picker', MODEL);
+  await popup.selectOption('#model', MODEL);
   return setup;
 }
 
@@ -160,6 +163,48 @@ test('a server killed mid-stream: the cut stream fails `interrupted` once; a req
   assert.is(answers.length, 1, 'answered once');
   assert.is((answers[0].response as { response: string }).response, `echo: ${whole}`, 'by the restarted server');
   await waitForStatus(popup, 'connected');
+});
+
+test('against the embedded engine: the picker lists the GGUF model, Load shows the loader\'s progress, the story streams', async () => {
+  const { popup } = await ready();
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'tabagent-ext-embedded-'));
+  const embedded = await startDevServer({ TABAGENT_UPSTREAM_URL: 'off', TABAGENT_DATA_DIR: dataDir, TABAGENT_MODELS_DIR: MODELS_DIR });
+  try {
+    await popup.fill('#server-url', embedded.url);
+    await popup.click('#save');
+    await waitForStatus(popup, 'connected');
+    await until(popup, (model) => document.querySelector<HTMLSelectElement>('#model')!.value === model, 'the picker to list the GGUF model', GGUF_MODEL);
+    const label = await popup.evaluate(() => document.querySelector<HTMLSelectElement>('#model')!.selectedOptions[0].textContent);
+    assert.is(label, `${GGUF_MODEL} · 293K · F32`);
+
+    // Every value the bar takes, as the popup sets it from the model_loading_progress events. (A string: tsx
+    // would wrap a function's inner arrows in a helper the page does not have.)
+    await popup.evaluate(`{
+      const bar = document.querySelector('#progress');
+      const setter = Object.getOwnPropertyDescriptor(HTMLProgressElement.prototype, 'value').set;
+      const seen = (window.barValues = []);
+      Object.defineProperty(bar, 'value', { get() { return Number(bar.getAttribute('value')); }, set(v) { seen.push(v); setter.call(bar, v); } });
+    }`);
+    await popup.click('#load-model');
+    await until(popup, () => document.querySelector('#progress-status')!.textContent === 'loaded', 'the loaded status');
+    const values = await popup.evaluate(() => (window as unknown as { barValues: number[] }).barValues);
+    assert.ok(values.some((v) => v > 0 && v < 1), `the bar moved with the loader (${values.join(', ')})`);
+    assert.is(values.at(-1), 1);
+    await until(popup, () => / · loaded$/.test(document.querySelector<HTMLSelectElement>('#model')!.selectedOptions[0].textContent ?? ''), 'the picker to say loaded');
+
+    await popup.fill('#prompt', 'Once upon a time');
+    await popup.click('#send');
+    await until(popup, () => document.querySelector<HTMLElement>('#output')!.dataset.done === 'true', 'the story');
+    const story = await popup.evaluate(() => ({ text: document.querySelector('#output')!.textContent!, chunks: Number(document.querySelector<HTMLElement>('#output')!.dataset.chunks) }));
+    assert.match(story.text, /[a-z]+ [a-z]+ [a-z]+/i, `a story (${story.text.slice(0, 80)})`);
+    assert.ok(story.chunks >= 2, `streamed in chunks (${story.chunks})`);
+  } finally {
+    await popup.fill('#server-url', server!.url);
+    await popup.click('#save');
+    embedded.process.kill('SIGKILL');
+    await embedded.exited;
+    await rm(dataDir, { recursive: true, force: true });
+  }
 });
 
 test.run();

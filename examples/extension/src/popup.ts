@@ -1,6 +1,6 @@
 /**
- * The popup: a port to the offscreen document (after asking the service worker to make sure it exists), a
- * streamed `chat`, `load_model` with its progress, and the settings.
+ * The popup: a port to the offscreen document (after asking the service worker to make sure it exists), a model
+ * picker filled from `list_models`, `load_model` with its progress bar, a streamed `chat`, and the settings.
  */
 import { PORT_NAME, type EnsureOffscreenReply, type PortMessage, type PortRequest, type RequestId } from './protocol.ts';
 import { loadSettings, saveSettings } from './settings.ts';
@@ -17,7 +17,8 @@ function element<T extends HTMLElement>(id: string): T {
 const ui = {
   status: element<HTMLElement>('status'),
   prompt: element<HTMLTextAreaElement>('prompt'),
-  model: element<HTMLInputElement>('model'),
+  model: element<HTMLSelectElement>('model'),
+  refreshModels: element<HTMLButtonElement>('refresh-models'),
   send: element<HTMLButtonElement>('send'),
   stop: element<HTMLButtonElement>('stop'),
   output: element<HTMLElement>('output'),
@@ -34,7 +35,9 @@ let port: chrome.runtime.Port | undefined;
 let nextId = 0;
 /** The chat being streamed: its id and how many chunks it has had. */
 let current: { id: RequestId; chunks: number } | undefined;
-let loadId: RequestId | undefined;
+/** The model being loaded: its request, and which model its progress events are about. */
+let loading: { id: RequestId; model: string } | undefined;
+let listId: RequestId | undefined;
 
 function showError(message: string): void {
   ui.error.textContent = message;
@@ -49,6 +52,33 @@ function send(message: PortRequest): boolean {
   return true;
 }
 
+/** Asks the server for its models; the answer fills the picker (see `showModels`). */
+function listModels(): void {
+  const id = ++nextId;
+  if (send({ type: 'request', id, action: 'list_models', params: {} })) listId = id;
+}
+
+interface ListedModel {
+  id: string;
+  parameter_count?: string;
+  quantization?: string;
+  loaded?: boolean;
+}
+
+/** One option per model, saying its size and whether it is loaded; the choice survives a refresh. */
+function showModels(models: ListedModel[]): void {
+  const chosen = ui.model.value;
+  const options = models.map((model) => {
+    const option = document.createElement('option');
+    option.value = model.id;
+    option.textContent = [model.id, model.parameter_count, model.quantization, model.loaded ? 'loaded' : undefined].filter(Boolean).join(' · ');
+    return option;
+  });
+  ui.model.replaceChildren(ui.model.options[0], ...options);
+  ui.model.value = models.some((model) => model.id === chosen) ? chosen : (models[0]?.id ?? '');
+  ui.model.dataset.count = String(models.length);
+}
+
 function finishChat(): void {
   current = undefined;
   ui.send.disabled = false;
@@ -60,6 +90,7 @@ function receive(message: PortMessage): void {
     case 'connection':
       ui.status.textContent = message.state;
       ui.status.dataset.state = message.state;
+      if (message.state === 'connected') listModels();
       return;
     case 'chunk':
       if (message.id !== current?.id) return;
@@ -73,24 +104,30 @@ function receive(message: PortMessage): void {
         ui.output.dataset.chunks = String(current.chunks);
         ui.output.dataset.done = 'true';
         finishChat();
-      } else if (message.id === loadId) {
-        loadId = undefined;
+      } else if (message.id === loading?.id) {
+        loading = undefined;
         ui.loadModel.disabled = false;
-        ui.progress.value = 1; // loaded (the progress events, when the upstream sends them, said so already)
+        ui.progress.value = 1; // loaded (the progress events, when the backend sends them, said so already)
+        listModels(); // it shows as loaded now
+      } else if (message.id === listId) {
+        listId = undefined;
+        showModels((message.response.models ?? []) as ListedModel[]);
       }
       return;
     case 'error':
       showError(message.error.message);
       if (message.id !== null && message.id === current?.id) finishChat();
-      if (message.id !== null && message.id === loadId) {
-        loadId = undefined;
+      if (message.id !== null && message.id === loading?.id) {
+        loading = undefined;
         ui.loadModel.disabled = false;
       }
       return;
     case 'event': {
       const { data } = message;
-      if (message.name === 'model_loading_progress' && typeof data.progress === 'number') {
-        ui.progress.value = data.progress;
+      if (message.name === 'model_loading_progress') {
+        // A load may evict other models first: only the loading model's own progress moves the bar.
+        if (data.model_id !== loading?.model) return;
+        if (typeof data.progress === 'number') ui.progress.value = data.progress;
       } else if (message.name === 'model_pull_progress') {
         const { completed_bytes: done, total_bytes: total } = data;
         if (typeof done === 'number' && typeof total === 'number' && total > 0) ui.progress.value = done / total;
@@ -142,7 +179,7 @@ async function start(): Promise<void> {
 ui.send.addEventListener('click', () => {
   const content = ui.prompt.value.trim();
   if (!content || current) return;
-  const model = ui.model.value.trim();
+  const model = ui.model.value;
   const id = ++nextId;
   ui.output.textContent = '';
   delete ui.output.dataset.done;
@@ -160,17 +197,19 @@ ui.stop.addEventListener('click', () => {
 });
 
 ui.loadModel.addEventListener('click', () => {
-  const modelId = ui.model.value.trim();
-  if (!modelId) return showError('Enter a model id first');
-  if (loadId !== undefined) return;
+  const modelId = ui.model.value;
+  if (!modelId) return showError('Choose a model first');
+  if (loading !== undefined) return;
   const id = ++nextId;
   showError('');
   ui.progress.value = 0;
   ui.progressStatus.textContent = '';
   if (!send({ type: 'request', id, action: 'load_model', params: { model_id: modelId } })) return;
-  loadId = id;
+  loading = { id, model: modelId };
   ui.loadModel.disabled = true;
 });
+
+ui.refreshModels.addEventListener('click', listModels);
 
 ui.save.addEventListener('click', async () => {
   await saveSettings({ serverUrl: ui.serverUrl.value, token: ui.token.value });

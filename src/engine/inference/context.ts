@@ -1,10 +1,10 @@
 import type { ParamsStore } from '../params.ts';
+import type { BackendSource } from './backend.ts';
 import type { InferenceStore } from './settings.ts';
-import type { Upstream } from './upstream.ts';
 
-/** What the inference handlers share: the upstream, the saved settings and default model, the server params. */
+/** What the inference handlers share: the backend of the moment, the saved settings and default model, the server params. */
 export interface InferenceDeps {
-  upstream: Upstream;
+  backend: BackendSource;
   store: InferenceStore;
   params: ParamsStore;
 }

@@ -5,33 +5,18 @@ import type { InferenceDeps } from './context.ts';
 import { checkCompatibility } from './compatibility.ts';
 import { estimateMemory, type ModelFacts } from './memory.ts';
 import { parseParameterCount, parseQuantization } from './quantization.ts';
-import { modelInfoNumber, type OllamaModel, type OllamaShow } from './ollama.ts';
 
-/** Memory estimates from what the upstream reports of a model (Ollama), else from its name (`llama3.1:8b-q4_K_M`). */
-export function estimateHandlers({ upstream }: InferenceDeps): Pick<Handlers, 'estimate_memory' | 'check_compatibility'> {
+/** Memory estimates from what the backend knows of a model (Ollama, a GGUF file), else from its name (`llama3.1:8b-q4_K_M`). */
+export function estimateHandlers({ backend }: InferenceDeps): Pick<Handlers, 'estimate_memory' | 'check_compatibility'> {
   async function factsOf(model: string, signal: AbortSignal): Promise<ModelFacts> {
     const fromName: ModelFacts = { model, parameterCount: parseParameterCount(model), quantization: parseQuantization(model) };
     try {
-      if (!(await upstream.resolve()).ollama) return fromName;
-      const [show, tags] = await Promise.all([
-        (await upstream.request('/api/show', { body: { model }, signal })).json<OllamaShow>(),
-        (await upstream.request('/api/tags', { method: 'GET', signal })).json<{ models?: OllamaModel[] }>(),
-      ]);
-      const info = show.model_info;
-      const parameterCount = info?.['general.parameter_count'];
-      return {
-        model,
-        quantization: show.details?.quantization_level ?? fromName.quantization,
-        parameterCount: typeof parameterCount === 'number' ? parameterCount : fromName.parameterCount,
-        sizeBytes: tags.models?.find((m) => m.name === model || m.name === `${model}:latest`)?.size,
-        contextLength: modelInfoNumber(info, 'context_length'),
-        layers: modelInfoNumber(info, 'block_count'),
-        embeddingLength: modelInfoNumber(info, 'embedding_length'),
-        headCount: modelInfoNumber(info, 'attention.head_count'),
-        headCountKv: modelInfoNumber(info, 'attention.head_count_kv'),
-      };
+      const known = await (await backend()).facts(model, signal);
+      if (!known) return fromName;
+      const defined = Object.fromEntries(Object.entries(known).filter(([, value]) => value !== undefined));
+      return { ...fromName, ...defined };
     } catch (error) {
-      // No upstream, or a model it does not have: the name still tells enough to estimate.
+      // No backend, or a model it does not have: the name still tells enough to estimate.
       if (error instanceof AppError && (error.code === 'backend_unavailable' || error.code === 'not_found')) return fromName;
       throw error;
     }

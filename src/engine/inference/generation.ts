@@ -1,21 +1,9 @@
-import type { CallContext, Handlers } from '../../dispatch.ts';
+import { Buffer } from 'node:buffer';
+import type { Handlers } from '../../dispatch.ts';
 import { AppError } from '../../errors.ts';
+import type { ChatMessage, Tool, ToolChoice } from '../../protocol/requests/messages.ts';
+import type { InferenceBackend, Sampling } from './backend.ts';
 import type { InferenceDeps } from './context.ts';
-import { malformed, parseJson } from './streams.ts';
-import { isMissingRoute, type UpstreamResponse } from './upstream.ts';
-
-type FinishReason = 'stop' | 'length' | 'cancelled' | 'error';
-interface Usage {
-  prompt_tokens: number;
-  completion_tokens: number;
-  total_tokens: number;
-}
-export interface Generation {
-  response: string;
-  model: string;
-  usage?: Usage;
-  finish_reason: FinishReason;
-}
 
 const SAMPLING_KEYS = [
   'temperature',
@@ -27,203 +15,122 @@ const SAMPLING_KEYS = [
   'repeat_penalty',
   'presence_penalty',
   'frequency_penalty',
-] as const;
-type Sampling = Partial<Record<(typeof SAMPLING_KEYS)[number], unknown>>;
+] as const satisfies readonly (keyof Sampling)[];
 
 /**
- * The model, and each sampling parameter from the request, else the model's settings saved by the caller's key,
- * else the server's params.
+ * The backend, the model, and each sampling parameter from the request, else the model's settings saved by the
+ * caller's key, else the server's params.
  */
-async function resolve(deps: InferenceDeps, params: { model?: string } & Sampling, owner: string) {
-  await deps.upstream.resolve(); // without an upstream, saying how to set one up helps more than anything below
+async function resolve(deps: InferenceDeps, params: { model?: string } & Sampling, owner: string, signal: AbortSignal) {
+  // First the backend: without one, saying how to set one up helps more than anything below.
+  const backend = await deps.backend();
   const model = params.model ?? (await deps.store.defaultModel(owner));
   if (!model) {
-    throw new AppError('invalid_request', 'No model: name one in "model", or choose a default with select_model', {
+    const offered = await backend.models(signal).then(
+      (models) => (models.length ? ` (${models.map((m) => m.id).slice(0, 8).join(', ')}${models.length > 8 ? ', ...' : ''})` : ''),
+      () => '',
+    );
+    const none = offered ? '' : `. There are no models: ${backend.howToAddModels()}`;
+    throw new AppError('invalid_request', `No model: name one in "model"${offered}, or choose a default with select_model${none}`, {
       details: { field: 'model' },
     });
   }
   const [server, saved] = await Promise.all([deps.params.get(), deps.store.settingsForModel(owner, model)]);
-  const sampling: Sampling = {};
+  const sampling: Record<string, unknown> = {};
   for (const key of SAMPLING_KEYS) {
     const value = params[key] ?? (saved as Sampling)[key] ?? (server as Sampling)[key];
     if (value !== undefined) sampling[key] = value;
   }
-  return { model, sampling, systemPrompt: server.system_prompt };
+  return { backend, model, sampling: sampling as Sampling, systemPrompt: server.system_prompt };
 }
 
-const streamOptions = (stream: boolean | undefined) =>
-  stream ? { stream: true, stream_options: { include_usage: true } } : { stream: false };
+/** `system_prompt` from `set_params` goes first when the conversation brings no system message of its own. */
+function withSystemPrompt(messages: ChatMessage[], systemPrompt: string | undefined): ChatMessage[] {
+  if (!systemPrompt || messages.some((message) => message.role === 'system')) return messages;
+  return [{ role: 'system', content: systemPrompt }, ...messages];
+}
+
+/**
+ * An `image` part stands for the request's binary attachment: it goes on as an `image_url` part with a data URL,
+ * which every backend that reads images takes. A request carries one attachment, so one such part at most.
+ */
+function withAttachedImage(messages: ChatMessage[], attachment: Uint8Array | undefined): ChatMessage[] {
+  const parts = messages.flatMap((m) => (Array.isArray(m.content) ? m.content : [])).filter((part) => part.type === 'image');
+  if (parts.length === 0) return messages;
+  if (parts.length > 1) {
+    throw new AppError('invalid_request', `${parts.length} "image" parts, but a request carries one attachment: send the others as image_url parts`, {
+      details: { field: 'messages' },
+    });
+  }
+  if (!attachment) {
+    throw new AppError('invalid_request', 'An "image" part stands for the request\'s binary attachment, and this request has none', {
+      details: { field: 'messages' },
+    });
+  }
+  const url = `data:${(parts[0] as { mime_type: string }).mime_type};base64,${Buffer.from(attachment).toString('base64')}`;
+  return messages.map((m) =>
+    Array.isArray(m.content)
+      ? { ...m, content: m.content.map((part) => (part.type === 'image' ? { type: 'image_url' as const, image_url: { url } } : part)) }
+      : m,
+  );
+}
+
+/** A tool choice must name a tool the request gives. */
+function checkToolChoice(tools: Tool[] | undefined, choice: ToolChoice | undefined): void {
+  if (choice === undefined || choice === 'none' || choice === 'auto') return;
+  const names = (tools ?? []).map((t) => t.function.name);
+  const wanted = choice === 'required' ? undefined : choice.function.name;
+  if (names.length === 0 || (wanted !== undefined && !names.includes(wanted))) {
+    const which = wanted === undefined ? 'a tool' : `tool "${wanted}"`;
+    throw new AppError('invalid_request', `tool_choice asks for ${which}, but tools has ${names.length ? names.join(', ') : 'none'}`, {
+      details: { field: 'tool_choice' },
+    });
+  }
+}
 
 export function generationHandlers(deps: InferenceDeps): Pick<Handlers, 'chat' | 'generate' | 'responses'> {
-  const { upstream } = deps;
-
-  async function chatCompletion(model: string, messages: unknown[], sampling: Sampling, stream: boolean | undefined, ctx: CallContext) {
-    const body = { model, messages, ...sampling, ...streamOptions(stream) };
-    const answer = await upstream.request('/v1/chat/completions', { body, signal: ctx.signal });
-    return stream
-      ? streamCompletion(answer, model, ctx, (choice) => choice.delta?.content)
-      : fromCompletion(await answer.json(), model, (choice) => choice.message?.content);
-  }
-
   return {
     chat: async (params, ctx) => {
-      const { model, sampling, systemPrompt } = await resolve(deps, params, ctx.owner);
-      const hasSystem = params.messages.some((message) => message.role === 'system');
-      const messages = systemPrompt && !hasSystem ? [{ role: 'system', content: systemPrompt }, ...params.messages] : params.messages;
-      return chatCompletion(model, messages, sampling, params.stream, ctx);
+      const { backend, model, sampling, systemPrompt } = await resolve(deps, params, ctx.owner, ctx.signal);
+      checkToolChoice(params.tools, params.tool_choice);
+      const messages = withSystemPrompt(withAttachedImage(params.messages, ctx.attachment), systemPrompt);
+      return backend.chat(
+        {
+          model,
+          messages,
+          sampling,
+          stream: Boolean(params.stream),
+          tools: params.tools,
+          toolChoice: params.tool_choice,
+          responseFormat: params.response_format,
+          keepAlive: params.keep_alive,
+        },
+        ctx,
+      );
     },
 
     generate: async (params, ctx) => {
-      const { model, sampling } = await resolve(deps, params, ctx.owner);
-      const body = { model, prompt: params.prompt, ...sampling, ...streamOptions(params.stream) };
-      const answer = await upstream.request('/v1/completions', { body, signal: ctx.signal });
-      return params.stream
-        ? streamCompletion(answer, model, ctx, (choice) => choice.text)
-        : fromCompletion(await answer.json(), model, (choice) => choice.text);
+      const { backend, model, sampling } = await resolve(deps, params, ctx.owner, ctx.signal);
+      return backend.complete({ model, prompt: params.prompt, sampling, stream: Boolean(params.stream), keepAlive: params.keep_alive }, ctx);
     },
 
-    /** OpenAI's Responses API where the upstream has it; otherwise the same request as a chat completion. */
+    /** The backend's Responses API where it has one; otherwise the same request as a chat. */
     responses: async (params, ctx) => {
-      const { model, sampling, systemPrompt } = await resolve(deps, params, ctx.owner);
+      const { backend, model, sampling, systemPrompt } = await resolve(deps, params, ctx.owner, ctx.signal);
       const instructions = params.instructions ?? systemPrompt;
-      const { max_tokens: maxOutputTokens, temperature, top_p: topP } = sampling;
-      const body = {
-        model,
-        input: params.input,
-        ...(instructions === undefined ? {} : { instructions }),
-        ...(maxOutputTokens === undefined ? {} : { max_output_tokens: maxOutputTokens }),
-        ...(temperature === undefined ? {} : { temperature }),
-        ...(topP === undefined ? {} : { top_p: topP }),
-        stream: Boolean(params.stream),
-      };
-      let answer: UpstreamResponse;
-      try {
-        answer = await upstream.request('/v1/responses', { body, signal: ctx.signal });
-      } catch (error) {
-        if (!isMissingRoute(error)) throw error;
-        const input = typeof params.input === 'string' ? [{ role: 'user', content: params.input }] : params.input;
-        const messages = instructions ? [{ role: 'system', content: instructions }, ...input] : input;
-        return chatCompletion(model, messages, sampling, params.stream, ctx);
-      }
-      return params.stream ? streamResponses(answer, model, ctx) : fromResponse(await answer.json(), model);
+      const input = typeof params.input === 'string' ? params.input : withAttachedImage(params.input, ctx.attachment);
+      const call = { model, sampling, stream: Boolean(params.stream), keepAlive: params.keep_alive, input, instructions };
+      return (await backend.respond(call, ctx)) ?? asChat(backend, call, ctx);
     },
   };
 }
 
-interface Choice {
-  message?: { content?: string | null };
-  delta?: { content?: string | null };
-  text?: string;
-  finish_reason?: string | null;
-}
-interface Completion {
-  model?: string;
-  choices?: Choice[];
-  usage?: Record<string, number> | null;
-  error?: { message?: string } | string;
-}
-
-function fromCompletion(completion: Completion, model: string, text: (choice: Choice) => string | null | undefined): Generation {
-  const choice = completion.choices?.[0];
-  if (!choice) throw malformed('an answer without choices');
-  return {
-    response: text(choice) ?? '',
-    model: completion.model ?? model,
-    ...usageOf(completion.usage),
-    finish_reason: finishReason(choice.finish_reason),
-  };
-}
-
-/** Reads OpenAI SSE chunks as they arrive, sends each text delta on, and returns the whole answer. */
-async function streamCompletion(
-  answer: UpstreamResponse,
-  model: string,
-  ctx: CallContext,
-  delta: (choice: Choice) => string | null | undefined,
-): Promise<Generation> {
-  let text = '';
-  let index = 0;
-  let finish: string | null | undefined;
-  let usage: Completion['usage'];
-  let done = false;
-  for await (const event of answer.sse()) {
-    if (event.data === '[DONE]') {
-      done = true;
-      break;
-    }
-    const chunk = parseJson(event.data) as Completion;
-    if (chunk.error) throw streamError(chunk.error);
-    model = chunk.model ?? model;
-    usage = chunk.usage ?? usage;
-    const choice = chunk.choices?.[0];
-    const piece = choice && delta(choice);
-    if (piece) {
-      text += piece;
-      ctx.chunk({ delta: piece, index: index++ });
-    }
-    finish = choice?.finish_reason ?? finish;
-  }
-  if (!done && !finish) throw malformed('the stream ended before [DONE]');
-  return { response: text, model, ...usageOf(usage), finish_reason: finishReason(finish) };
-}
-
-interface ResponseObject {
-  model?: string;
-  status?: string;
-  output?: { type?: string; content?: { type?: string; text?: string }[] }[];
-  usage?: Record<string, number> | null;
-  error?: { message?: string } | null;
-}
-
-function fromResponse(response: ResponseObject, model: string): Generation {
-  const text = (response.output ?? [])
-    .flatMap((item) => item.content ?? [])
-    .filter((part) => part.type === 'output_text')
-    .map((part) => part.text ?? '')
-    .join('');
-  return {
-    response: text,
-    model: response.model ?? model,
-    ...usageOf(response.usage),
-    finish_reason: response.status === 'incomplete' ? 'length' : 'stop',
-  };
-}
-
-/** Reads a Responses API event stream: text deltas until `response.completed` (or `.incomplete`). */
-async function streamResponses(answer: UpstreamResponse, model: string, ctx: CallContext): Promise<Generation> {
-  let index = 0;
-  for await (const event of answer.sse()) {
-    const data = parseJson(event.data) as { type?: string; delta?: string; response?: ResponseObject; message?: string };
-    switch (data.type ?? event.event) {
-      case 'response.output_text.delta':
-        if (data.delta) ctx.chunk({ delta: data.delta, index: index++ });
-        break;
-      case 'response.completed':
-      case 'response.incomplete':
-        if (!data.response) throw malformed(`${data.type} without its response`);
-        return fromResponse(data.response, model);
-      case 'response.failed':
-        throw streamError(data.response?.error ?? 'the response failed');
-      case 'error':
-        throw streamError(data.message ?? 'error event');
-    }
-  }
-  throw malformed('the stream ended before response.completed');
-}
-
-function streamError(error: { message?: string } | string): AppError {
-  const message = typeof error === 'string' ? error : (error.message ?? JSON.stringify(error));
-  return new AppError('upstream_error', `The upstream failed mid-stream: ${message}`, { details: { upstream_message: message } });
-}
-
-function finishReason(reason: string | null | undefined): FinishReason {
-  return reason === 'length' ? 'length' : 'stop';
-}
-
-/** Chat usage (`prompt_tokens`...) or Responses usage (`input_tokens`...), as ours; absent when the upstream gave none. */
-function usageOf(usage: Record<string, number> | null | undefined): { usage?: Usage } {
-  if (!usage) return {};
-  const prompt = usage.prompt_tokens ?? usage.input_tokens ?? 0;
-  const completion = usage.completion_tokens ?? usage.output_tokens ?? 0;
-  return { usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: usage.total_tokens ?? prompt + completion } };
+function asChat(
+  backend: InferenceBackend,
+  { input, instructions, ...call }: Parameters<InferenceBackend['respond']>[0],
+  ctx: Parameters<InferenceBackend['chat']>[1],
+) {
+  const conversation: ChatMessage[] = typeof input === 'string' ? [{ role: 'user', content: input }] : input;
+  const messages: ChatMessage[] = instructions ? [{ role: 'system', content: instructions }, ...conversation] : conversation;
+  return backend.chat({ ...call, messages }, ctx);
 }

@@ -1,27 +1,31 @@
 import type { Handlers } from '../../dispatch.ts';
 import type { ParamsStore } from '../params.ts';
 import type { Settings } from '../settings.ts';
+import type { BackendSource } from './backend.ts';
 import { estimateHandlers } from './estimates.ts';
 import { generationHandlers } from './generation.ts';
 import { modelHandlers } from './models.ts';
 import { InferenceStore } from './settings.ts';
 import { similarityHandlers } from './similarity.ts';
-import type { Upstream } from './upstream.ts';
+
+export { chooseBackend, type BackendChoice } from './select.ts';
+export type { BackendSource, InferenceBackend } from './backend.ts';
 
 export interface InferenceOptions {
-  upstream: Upstream;
+  /** What serves each request: an upstream or the embedded engine (`chooseBackend`). */
+  backend: BackendSource;
   /** Where the default model and the saved inference settings are kept. */
   settings: Settings;
   params: ParamsStore;
 }
 
 /**
- * The inference engine: chat, generation, embeddings, rerank, model management and memory estimates, served by an
- * OpenAI-compatible upstream (plus Ollama's native API where the upstream is Ollama).
+ * The inference engine: chat, generation, embeddings, rerank, model management and memory estimates. The handlers
+ * resolve defaults and check requests; the backend (an upstream server, or GGUF models in this process) runs them.
  */
 export function createInferenceEngine(options: InferenceOptions): Partial<Handlers> {
   const deps = {
-    upstream: options.upstream,
+    backend: options.backend,
     store: new InferenceStore(options.settings),
     params: options.params,
   };

@@ -18,7 +18,7 @@ export interface ModelFacts {
   quantization?: string;
   /** e.g. 8030261248 (Ollama model_info['general.parameter_count']). */
   parameterCount?: number;
-  /** The weights file size, when the upstream reports it. */
+  /** The weights file size, when the backend knows it (Ollama, a GGUF file). */
   sizeBytes?: number;
   /** Trained context (model_info['<arch>.context_length']); caps the default context of the KV-cache estimate. */
   contextLength?: number;
@@ -135,7 +135,7 @@ function estimate(facts: ModelFacts, options: { quantization?: string; contextLe
   if (sizeBytes !== undefined && (requested === undefined || requested === own)) {
     quantization = own ?? 'unknown';
     weightsBytes = sizeBytes;
-    weightsText = `the weights file is ${formatGB(sizeBytes)}${own ? ` at ${own}` : ''}, as the upstream reports it`;
+    weightsText = `the weights file is ${formatGB(sizeBytes)}${own ? ` at ${own}` : ''}, as the backend reports it`;
   } else {
     if (parameters === undefined) {
       const wanted = requested ? ` at ${requested}` : '';

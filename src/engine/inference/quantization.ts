@@ -91,9 +91,15 @@ export function parseParameterCount(text: string): number | undefined {
  * 'Llama-3.2-3B-Instruct-IQ4_XS.gguf' → 'IQ4_XS'. None → undefined.
  */
 export function parseQuantization(text: string): string | undefined {
-  const pattern = /(?:^|[^a-z0-9])(i?q\d(?:_[a-z0-9]+)+|bf16|fp16|f16|fp32|f32|mxfp4)(?=$|[^a-z0-9_])/gi;
-  for (const match of text.matchAll(pattern)) return normalizeQuantization(match[1]);
-  return undefined;
+  return findQuantization(text)?.name;
+}
+
+/** Where a name states its quantization: the normalized name, and the span of the text that says it. */
+export function findQuantization(text: string): { name: string; start: number; end: number } | undefined {
+  const match = /(?:^|[^a-z0-9])(i?q\d(?:_[a-z0-9]+)+|bf16|fp16|f16|fp32|f32|mxfp4)(?=$|[^a-z0-9_])/i.exec(text);
+  if (!match) return undefined;
+  const end = match.index + match[0].length;
+  return { name: normalizeQuantization(match[1]), start: end - match[1].length, end };
 }
 
 export function knownQuantizations(): string {

@@ -1,6 +1,5 @@
 import { HASHED_MODEL, embedHashed } from '../../knowledge/hashing-embedder.ts';
-import { upstreamEmbeddings } from '../inference/similarity.ts';
-import type { Upstream } from '../inference/upstream.ts';
+import type { BackendSource } from '../inference/backend.ts';
 
 /** Turns texts into vectors, named by the model that made them (a search never mixes models). */
 export interface Embedder {
@@ -8,21 +7,23 @@ export interface Embedder {
   embed(texts: string[], signal: AbortSignal): Promise<Float32Array[]>;
 }
 
-/** The upstream is asked for this many texts at a time: servers cap their batch sizes. */
-const UPSTREAM_BATCH = 64;
+/** The backend is asked for this many texts at a time: servers cap their batch sizes. */
+const BATCH = 64;
 
 export const hashedEmbedder: Embedder = {
   model: HASHED_MODEL,
   embed: async (texts) => texts.map((text) => embedHashed(text)),
 };
 
-export function upstreamEmbedder(upstream: Upstream, model: string): Embedder {
+/** A model of the inference backend: an upstream's embedding model, or a GGUF model of the embedded engine. */
+export function backendEmbedder(backend: BackendSource, model: string): Embedder {
   return {
     model,
     async embed(texts, signal) {
+      const served = await backend();
       const vectors: Float32Array[] = [];
-      for (let start = 0; start < texts.length; start += UPSTREAM_BATCH) {
-        const { embeddings } = await upstreamEmbeddings(upstream, model, texts.slice(start, start + UPSTREAM_BATCH), signal);
+      for (let start = 0; start < texts.length; start += BATCH) {
+        const { embeddings } = await served.embed(model, texts.slice(start, start + BATCH), signal);
         for (const embedding of embeddings) vectors.push(Float32Array.from(embedding));
       }
       return vectors;
@@ -30,8 +31,8 @@ export function upstreamEmbedder(upstream: Upstream, model: string): Embedder {
   };
 }
 
-/** The embedder for a model name: the embedded hashed model by its name, any other name from the upstream. */
-export function embedderFor(upstream: Upstream, model: string | undefined, fallback: Embedder): Embedder {
+/** The embedder for a model name: the hashed model by its name, any other name from the inference backend. */
+export function embedderFor(backend: BackendSource, model: string | undefined, fallback: Embedder): Embedder {
   if (!model || model === fallback.model) return fallback;
-  return model === HASHED_MODEL ? hashedEmbedder : upstreamEmbedder(upstream, model);
+  return model === HASHED_MODEL ? hashedEmbedder : backendEmbedder(backend, model);
 }

@@ -6,13 +6,14 @@ import { retrievalMetrics } from '../../knowledge/metrics.ts';
 import { chunkText, tokenize } from '../../knowledge/text.ts';
 import { cosine, VectorIndex } from '../../knowledge/vector-index.ts';
 import type { DocumentWrite, Metadata, Store } from '../../store/types.ts';
-import type { Upstream } from '../inference/upstream.ts';
+import type { BackendSource } from '../inference/backend.ts';
 import { embedderFor, type Embedder } from './embedders.ts';
 import { SearchIndex, type Filters } from './search-index.ts';
 
 export interface KnowledgeDeps {
   store: Store;
-  upstream: Upstream;
+  /** The inference backend, for the embedding models a request names. */
+  backend: BackendSource;
   /** Embeds documents and searches; a request's `model` picks another for the similarity types. */
   embedder: Embedder;
 }
@@ -40,10 +41,10 @@ type KnowledgeActions =
  * History, documents and RAG over the store, with one search index kept in step with it. Each request reads and
  * writes its caller's own data (`ctx.owner`): one API key never sees, searches, replaces or deletes another's.
  */
-export function knowledgeHandlers({ store, upstream, embedder }: KnowledgeDeps): Pick<Handlers, KnowledgeActions> {
+export function knowledgeHandlers({ store, backend, embedder }: KnowledgeDeps): Pick<Handlers, KnowledgeActions> {
   const index = new SearchIndex(store, embedder);
   const embed = (model: string | undefined, texts: string[], signal: AbortSignal) =>
-    embedderFor(upstream, model, embedder).embed(texts, signal);
+    embedderFor(backend, model, embedder).embed(texts, signal);
 
   /** Chunks and embeds the owner's documents, then writes them in one transaction. */
   async function ingest(owner: string, documents: Omit<DocumentWrite, 'chunks'>[], signal: AbortSignal): Promise<number> {

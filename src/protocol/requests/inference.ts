@@ -1,16 +1,12 @@
 import { z } from 'zod';
 import { request } from '../define.ts';
+import { keepAlive, message, responseFormat, tool, toolCall, toolChoice } from './messages.ts';
 import { finishReason, modelId, samplingParams, usage } from './shared.ts';
-
-const message = z.strictObject({
-  role: z.enum(['system', 'user', 'assistant', 'tool']),
-  content: z.string(),
-  name: z.string().optional(),
-});
 
 const generation = {
   response: z.string(),
   model: z.string(),
+  /** Always from the embedded engine; from an upstream when it reports it (it is asked to). */
   usage: usage.optional(),
   finish_reason: finishReason,
 };
@@ -18,14 +14,21 @@ const generation = {
 export const inferenceRequests = {
   chat: request({
     group: 'inference',
-    summary: 'Chat completion over a list of messages; streams token chunks when `stream` is true.',
+    summary:
+      'Chat completion over a list of messages (text, images, tool calls and results); streams token chunks when `stream` is true. ' +
+      '`tools` and `tool_choice` let the model call functions (answered in `tool_calls`, streamed as chunk `tool_calls` too); ' +
+      '`response_format` asks for JSON, or JSON that validates against a schema.',
     input: z.strictObject({
       model: modelId.optional(),
       messages: z.array(message).min(1),
       ...samplingParams,
       stream: z.boolean().optional(),
+      tools: z.array(tool).min(1).max(128).optional(),
+      tool_choice: toolChoice.optional(),
+      response_format: responseFormat.optional(),
+      keep_alive: keepAlive.optional(),
     }),
-    output: z.object(generation),
+    output: z.object({ ...generation, tool_calls: z.array(toolCall).optional() }),
     response: 'chat_response',
     kind: 'mutation',
     streams: true,
@@ -40,6 +43,7 @@ export const inferenceRequests = {
       instructions: z.string().optional(),
       ...samplingParams,
       stream: z.boolean().optional(),
+      keep_alive: keepAlive.optional(),
     }),
     output: z.object(generation),
     response: 'responses_response',
@@ -55,6 +59,7 @@ export const inferenceRequests = {
       prompt: z.string(),
       ...samplingParams,
       stream: z.boolean().optional(),
+      keep_alive: keepAlive.optional(),
     }),
     output: z.object(generation),
     response: 'generate_response',
@@ -68,6 +73,7 @@ export const inferenceRequests = {
     input: z.strictObject({
       model: modelId.optional(),
       input: z.union([z.string(), z.array(z.string()).min(1).max(2048)]),
+      keep_alive: keepAlive.optional(),
     }),
     output: z.object({ model: z.string(), embeddings: z.array(z.array(z.number())), usage: usage.optional() }),
     response: 'embeddings_response',

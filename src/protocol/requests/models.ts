@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { noParams, request } from '../define.ts';
+import { keepAlive } from './messages.ts';
 import { modelId, samplingParams, successOutput } from './shared.ts';
 
 const model = z.object({
@@ -10,8 +11,11 @@ const model = z.object({
   quantization: z.string().optional(),
   family: z.string().optional(),
   capabilities: z.array(z.string()).optional(),
+  /** Tokens the model was trained to see at once; a request longer than the context it runs with is an error. */
+  context_length: z.number().int().optional(),
   loaded: z.boolean().optional(),
 });
+export type Model = z.infer<typeof model>;
 
 const modelList = z.object({ models: z.array(model) });
 
@@ -41,8 +45,19 @@ export const modelRequests = {
   load_model: request({
     group: 'models',
     summary: 'Loads a model into memory; pushes `model_loading_progress` events while it works.',
-    input: z.strictObject({ model_id: modelId, variant: z.string().optional(), force_reload: z.boolean().optional() }),
-    output: z.object({ model_id: z.string(), loaded: z.boolean(), load_time_ms: z.number().optional() }),
+    input: z.strictObject({
+      model_id: modelId,
+      variant: z.string().optional(),
+      force_reload: z.boolean().optional(),
+      keep_alive: keepAlive.optional(),
+    }),
+    output: z.object({
+      model_id: z.string(),
+      loaded: z.boolean(),
+      load_time_ms: z.number().optional(),
+      /** The context it runs with, in tokens (the embedded engine). */
+      context_length: z.number().int().optional(),
+    }),
     response: 'model_loaded',
     kind: 'mutation',
     adminOnly: true,
@@ -78,8 +93,18 @@ export const modelRequests = {
   }),
   pull_model: request({
     group: 'models',
-    summary: 'Downloads a model; pushes `model_pull_progress` events while it works.',
-    input: z.strictObject({ model: modelId, quantization: z.string().optional() }),
+    summary:
+      'Downloads a model; pushes `model_pull_progress` events while it works. Through Ollama: its model name. ' +
+      'Embedded engine: a GGUF file\'s URL, or `owner/repo/file.gguf` on the model hub (or `owner/repo` with `quantization`); ' +
+      'resumed where a cancelled pull stopped, checked against `digest` (sha256) when given.',
+    input: z.strictObject({
+      model: modelId,
+      quantization: z.string().optional(),
+      digest: z
+        .string()
+        .regex(/^(sha256:)?[0-9a-fA-F]{64}$/, 'a sha256 digest: 64 hex digits, optionally after "sha256:"')
+        .optional(),
+    }),
     output: z.object({ model: z.string(), status: z.string() }),
     response: 'model_pulled',
     kind: 'mutation',

@@ -19,7 +19,8 @@ export const usage = z.object({
   total_tokens: z.number().int(),
 });
 
-export const finishReason = z.enum(['stop', 'length', 'cancelled', 'error']);
+/** `tool_calls`: the model stopped to call tools (`tool_calls` in the answer). */
+export const finishReason = z.enum(['stop', 'length', 'tool_calls', 'cancelled', 'error']);
 
 export const modelId = z.string().min(1).max(512);
 

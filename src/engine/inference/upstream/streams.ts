@@ -1,4 +1,4 @@
-import { AppError } from '../../errors.ts';
+import { AppError } from '../../../errors.ts';
 
 /** One Server-Sent Event: its `event:` name (absent for plain `data:` events) and its joined `data:` lines. */
 export interface SseEvent {

@@ -1,5 +1,6 @@
-import { AppError, type ErrorCode } from '../../errors.ts';
-import { log } from '../../log.ts';
+import { AppError, type ErrorCode } from '../../../errors.ts';
+import { log } from '../../../log.ts';
+import { IdleTimer } from '../idle-timer.ts';
 import { ndjson, parseJson, sseEvents, type SseEvent } from './streams.ts';
 
 export interface UpstreamConfig {
@@ -182,34 +183,6 @@ export function isMissingRoute(error: unknown): boolean {
     upstream_message?: string;
   };
   return status === 405 || status === 501 || (status === 404 && !/model/i.test(message ?? ''));
-}
-
-/** Aborts its signal when nothing happened for `ms`; `touch()` on every sign of life. */
-class IdleTimer {
-  private readonly controller = new AbortController();
-  private timer: ReturnType<typeof setTimeout> | undefined;
-  fired = false;
-
-  constructor(private readonly ms: number) {
-    this.touch();
-  }
-
-  get signal(): AbortSignal {
-    return this.controller.signal;
-  }
-
-  touch(): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.fired = true;
-      this.controller.abort(new AppError('timeout', `The upstream sent nothing for ${this.ms} ms`));
-    }, this.ms);
-    this.timer.unref?.(); // the request itself keeps the process alive while it matters
-  }
-
-  stop(): void {
-    clearTimeout(this.timer);
-  }
 }
 
 /** What a failure while talking to the upstream means to our caller. */
