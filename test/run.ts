@@ -8,7 +8,7 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { buildNode } from '../scripts/build-node.ts';
 
-const FILE_TIMEOUT_MS = 5 * 60_000;
+const FILE_TIMEOUT_MS = 8 * 60_000;
 const root = path.resolve(import.meta.dirname, '..');
 const filters = process.argv.slice(2);
 

@@ -1,8 +1,10 @@
 /**
- * The soak (bench/soak.ts, `npm run soak`), shortened: connect / request / disconnect cycles against a server
- * process, with clients in processes of their own and a fifth of them SIGKILLed mid-stream. Afterwards sessions,
- * peers, requests, handles, timers and threads are back where they started, memory stayed within bounds, and the
- * server, shut down with streams running, exits by itself. Each check's numbers are in the failure message.
+ * The churn soak (bench/soak.ts, `npm run soak`) as CI runs it: 1,000 connect / stream / close cycles against a
+ * server process, with clients in processes of their own; a third close their peer abruptly mid-stream (an SCTP
+ * ABORT reaching the server while it sends, where wrtc's send race struck) and a tenth are SIGKILLed mid-stream.
+ * No peer process crashes and no cycle fails (every offer answered); afterwards sessions, peers, requests, handles,
+ * timers, threads and file descriptors are back where they were, memory stayed within bounds, and the server, shut
+ * down with streams running, exits by itself. Each check's numbers are in the failure message.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -12,13 +14,15 @@ import { format } from '../bench/soak/report.ts';
 
 const soak = suite('soak');
 
-soak('60 cycles, 12 of them SIGKILLed mid-stream: everything returns to zero, memory stays bounded, the server exits by itself', async () => {
-  const options: SoakOptions = { ...DEFAULTS, cycles: 60, warmupCycles: 15, concurrency: 3, quiet: true };
+soak('1,000 cycles, a third closed abruptly and a tenth killed mid-stream: no crash, no failure, everything back to its baseline', async () => {
+  const options: SoakOptions = { ...DEFAULTS, cycles: 1_000, quiet: true };
   const result = await runSoak(options);
   const report = format(result);
+  console.log(report);
   assert.ok(result.report, report);
   assert.equal(result.checks.filter((check) => !check.ok), [], report);
-  assert.is(result.report.outcomes.killed, 12);
+  const { outcomes } = result.report;
+  assert.ok(outcomes.aborted >= 300 && outcomes.killed >= 90, `${outcomes.aborted} abrupt closes, ${outcomes.killed} kills`);
 });
 
 soak.run();

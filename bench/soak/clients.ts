@@ -6,7 +6,11 @@ import { fork, type ChildProcess } from 'node:child_process';
 import type { FromClient, ToClient } from './client.ts';
 
 type Cycle = Extract<ToClient, { type: 'cycle' }>;
-export type Outcome = { kind: 'closed'; chunks: number } | { kind: 'killed'; sessionId: string } | { kind: 'failed'; error: string };
+export type Outcome =
+  | { kind: 'closed'; chunks: number }
+  | { kind: 'aborted'; chunks: number }
+  | { kind: 'killed'; sessionId: string }
+  | { kind: 'failed'; error: string };
 
 /** A cycle's client gives up on a server that stops answering well before this. */
 const CYCLE_TIMEOUT_MS = 60_000;
@@ -82,9 +86,9 @@ export class ClientPool {
       this.spawn();
       return { kind: 'killed', sessionId: reply.sessionId };
     }
-    if (reply.type === 'done') {
+    if (reply.type === 'done' || reply.type === 'aborted') {
       this.ready.push(client);
-      return { kind: 'closed', chunks: reply.chunks };
+      return { kind: reply.type === 'done' ? 'closed' : 'aborted', chunks: reply.chunks };
     }
     // A failed cycle's process may be in any state: do not reuse it.
     await client.stop();

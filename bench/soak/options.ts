@@ -1,6 +1,9 @@
 import { PEER_BACKENDS, type PeerBackend } from '../../src/config.ts';
 
-/** What a soak runs: `npm run soak -- --cycles 200 --concurrency 4 --kill-fraction 0.3`, or the same as SOAK_* env. */
+/**
+ * What a soak runs: `npm run soak -- --cycles 200 --concurrency 4 --kill-fraction 0.3 --abrupt-fraction 0.3`, or the
+ * same as SOAK_* env.
+ */
 export interface SoakOptions {
   /** connect / request / disconnect cycles in all, warm-up included. */
   cycles: number;
@@ -8,6 +11,11 @@ export interface SoakOptions {
   concurrency: number;
   /** Share of cycles whose client is SIGKILLed mid-stream instead of closing. */
   killFraction: number;
+  /**
+   * Share of cycles whose client closes its peer abruptly mid-stream (`pc.close()`: an SCTP ABORT reaches the
+   * server while it sends, the moment wrtc's send race would strike) instead of finishing the stream.
+   */
+  abruptFraction: number;
   /** Cycles before the warm-up measurement, which the end is compared with. */
   warmupCycles: number;
   /**
@@ -32,7 +40,8 @@ export interface SoakOptions {
 export const DEFAULTS: SoakOptions = {
   cycles: 1000,
   concurrency: 4,
-  killFraction: 0.2,
+  killFraction: 0.1,
+  abruptFraction: 1 / 3,
   warmupCycles: 100,
   rssBoundMiB: 50,
   heapBoundMiB: 10,
@@ -63,7 +72,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): SoakOption
     if (typeof value === 'number' && !(value >= 0)) throw new Error(`${flag} must be a number >= 0, not ${raw}`);
     (options as Record<string, unknown>)[key] = value;
   }
-  if (options.killFraction > 1) throw new Error('--kill-fraction must be between 0 and 1');
+  if (options.killFraction + options.abruptFraction > 1) throw new Error('--kill-fraction and --abrupt-fraction must add up to at most 1');
   if (options.cycles < 1 || options.concurrency < 1) throw new Error('--cycles and --concurrency must be at least 1');
   options.warmupCycles = Math.min(options.warmupCycles, Math.floor(options.cycles / 2));
   return options;

@@ -22,10 +22,12 @@ export interface Snapshot {
   /** Every pending timer, unref'd ones included. */
   timers: number;
   threads: number;
+  /** Open file descriptors (sockets, pipes, files). */
+  fds: number;
   rssMiB: number;
   heapMiB: number;
   /** The peer processes, added up. */
-  peerProcesses: { count: number; threads: number; rssMiB: number };
+  peerProcesses: { count: number; threads: number; fds: number; rssMiB: number };
 }
 
 // getActiveResourcesInfo() lists ref'd timers only; an unref'd one left behind would still hold what it closes over.
@@ -46,13 +48,13 @@ export async function collect(): Promise<void> {
   await sleep(10);
 }
 
-/** Linux lists a process's threads under /proc/<pid>/task, and its resident memory in /proc/<pid>/status. */
-function proc(pid: number | string): { threads: number; rssMiB: number } {
+/** Linux lists a process's threads under /proc/<pid>/task, its descriptors under fd/, its memory in status. */
+function proc(pid: number | string): { threads: number; fds: number; rssMiB: number } {
   try {
     const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-    return { threads: readdirSync(`/proc/${pid}/task`).length, rssMiB: round(rssKiB / 1024) };
+    return { threads: readdirSync(`/proc/${pid}/task`).length, fds: readdirSync(`/proc/${pid}/fd`).length, rssMiB: round(rssKiB / 1024) };
   } catch {
-    return { threads: 0, rssMiB: 0 }; // it exited meanwhile
+    return { threads: 0, fds: 0, rssMiB: 0 }; // it exited meanwhile
   }
 }
 
@@ -60,12 +62,13 @@ function proc(pid: number | string): { threads: number; rssMiB: number } {
 export async function snapshot(app: App): Promise<Snapshot> {
   await new Promise((resolve) => setImmediate(resolve));
   const { heapUsed } = process.memoryUsage();
-  const peerProcesses = { count: 0, threads: 0, rssMiB: 0 };
+  const peerProcesses = { count: 0, threads: 0, fds: 0, rssMiB: 0 };
   for (const { pid } of app.peerProcesses?.processes ?? []) {
     if (pid === undefined) continue;
-    const { threads, rssMiB } = proc(pid);
+    const { threads, fds, rssMiB } = proc(pid);
     peerProcesses.count++;
     peerProcesses.threads += threads;
+    peerProcesses.fds += fds;
     peerProcesses.rssMiB = round(peerProcesses.rssMiB + rssMiB);
   }
   return {

@@ -12,7 +12,7 @@ export interface ServerReport {
   options: SoakOptions;
   /** From the first cycle to the last. */
   elapsedMs: number;
-  outcomes: { closed: number; killed: number; failed: number; errors: string[] };
+  outcomes: { closed: number; aborted: number; killed: number; failed: number; errors: string[] };
   clientProcesses: number;
   /** Before the first cycle: the server idle, its peer processes started. */
   baseline: Snapshot;
@@ -46,16 +46,18 @@ export function format({ ok, report, exit, checks }: SoakResult): string {
     const { options: o, outcomes, baseline, warmup, end } = report;
     lines.push(
       '',
-      `soak: ${o.cycles} cycles (${o.warmupCycles} warm-up), ${o.concurrency} at once, kill fraction ${o.killFraction}; ` +
+      `soak: ${o.cycles} cycles (${o.warmupCycles} warm-up), ${o.concurrency} at once, ${percent(o.killFraction)} killed and ` +
+        `${percent(o.abruptFraction)} closed abruptly mid-stream; ` +
         `peers on ${o.peerBackend ?? 'the default backend'}${o.peerProcesses === 0 ? ', in the server' : ''}`,
-      `  ran in ${(report.elapsedMs / 1000).toFixed(1)} s: ${outcomes.closed} closed, ${outcomes.killed} killed mid-stream, ${outcomes.failed} failed; ${report.clientProcesses} client processes`,
+      `  ran in ${(report.elapsedMs / 1000).toFixed(1)} s: ${outcomes.closed} closed, ${outcomes.aborted} closed their peer mid-stream, ` +
+        `${outcomes.killed} killed mid-stream, ${outcomes.failed} failed; ${report.clientProcesses} client processes`,
       `  sessions of killed clients ended ${report.killedSessionsEndedMs.p50} ms (p50), ${report.killedSessionsEndedMs.max} ms (max) after the kill`,
       `  settled in ${report.settleMs} ms after the last cycle; shut down (streams running) in ${report.shutdownMs} ms; exited ${exit.afterReportMs ?? '?'} ms after`,
-      row('', ['sessions', 'peers', 'uncoll.', 'flight', 'handles', 'timers', 'threads', 'rss MiB', 'heap MiB', 'peer procs', 'threads', 'rss MiB']),
+      row('', ['sessions', 'peers', 'uncoll.', 'flight', 'handles', 'timers', 'threads', 'fds', 'rss MiB', 'heap MiB', 'peer procs', 'threads', 'fds', 'rss MiB']),
       ...([['before 1st cycle', baseline], ['after warm-up', warmup], ['end', end]] as const).map(([label, s]) =>
         row(label, [
-          s.sessions, s.peersOpen, s.peersUncollected, s.inFlight, s.resources.length, s.timers, s.threads, s.rssMiB, s.heapMiB,
-          s.peerProcesses.count, s.peerProcesses.threads, s.peerProcesses.rssMiB,
+          s.sessions, s.peersOpen, s.peersUncollected, s.inFlight, s.resources.length, s.timers, s.threads, s.fds, s.rssMiB, s.heapMiB,
+          s.peerProcesses.count, s.peerProcesses.threads, s.peerProcesses.fds, s.peerProcesses.rssMiB,
         ]),
       ),
     );
@@ -65,3 +67,7 @@ export function format({ ok, report, exit, checks }: SoakResult): string {
 }
 
 const row = (label: string, cells: (string | number)[]) => `  ${label.padEnd(17)}${cells.map((c) => String(c).padStart(c === 'peer procs' ? 11 : 9)).join('')}`;
+
+function percent(share: number): string {
+  return `${Math.round(share * 100)}%`;
+}

@@ -25,6 +25,9 @@ const TOKEN_DELAY_MS = 5;
 const WORDS = 20;
 const KILL_WORDS = 400;
 const KILL_AFTER_CHUNKS = 3;
+/** An abrupt close's stream: a flood far longer than the cycle reads, so the server is sending at the close. */
+const FLOOD_WORDS = 20_000;
+const CLOSE_AFTER_CHUNKS = 50;
 
 const options = JSON.parse(process.env.SOAK_OPTIONS ?? '{}') as SoakOptions;
 let reported = false;
@@ -54,7 +57,7 @@ const server = await serveApp(app, { hostname: '127.0.0.1', port: 0 }).ready();
 const url = new URL(server.url!).origin;
 const pool = new ClientPool();
 const reclaims = new Reclaims(app);
-const outcomes = { closed: 0, killed: 0, failed: 0, errors: [] as string[] };
+const outcomes = { closed: 0, aborted: 0, killed: 0, failed: 0, errors: [] as string[] };
 const checks: Check[] = [];
 const check = (name: string, ok: boolean, detail: string) => checks.push({ name, ok, detail });
 
@@ -63,17 +66,31 @@ await app.start();
 const baseline = (await waitFor(app, (s) => s.sessions === 0 && s.peersUncollected === 0, { timeoutMs: 5_000, withGc: true })).last;
 const started = Date.now();
 
-/** Cycle `i` is a kill when the running count of kills steps up there: kills spread evenly at the given share. */
-const isKill = (i: number) => Math.floor((i + 1) * options.killFraction) > Math.floor(i * options.killFraction);
+/**
+ * What cycle `i` ends with: kills and abrupt closes spread evenly at their shares, by where the golden-ratio
+ * sequence (i·φ mod 1, evenly spread and never periodic) puts `i`.
+ */
+const ending = (i: number): 'kill' | 'abrupt' | 'close' => {
+  const at = (i * 0.6180339887498949) % 1;
+  return at < options.killFraction ? 'kill' : at < options.killFraction + options.abruptFraction ? 'abrupt' : 'close';
+};
+const planned = (kind: ReturnType<typeof ending>) => Array.from({ length: options.cycles }, (_, i) => ending(i)).filter((e) => e === kind).length;
 
 async function runCycles(from: number, to: number): Promise<void> {
   let next = from;
   const worker = async () => {
     while (next < to) {
       const i = next++;
-      const kill = isKill(i);
+      const end = ending(i);
       const outcome: Outcome = await pool
-        .cycle({ type: 'cycle', cycle: i, url, words: kill ? KILL_WORDS : WORDS, killAfterChunks: kill ? KILL_AFTER_CHUNKS : undefined })
+        .cycle({
+          type: 'cycle',
+          cycle: i,
+          url,
+          words: end === 'abrupt' ? FLOOD_WORDS : end === 'kill' ? KILL_WORDS : WORDS,
+          ...(end === 'kill' && { killAfterChunks: KILL_AFTER_CHUNKS }),
+          ...(end === 'abrupt' && { fast: true, closeAfterChunks: CLOSE_AFTER_CHUNKS }),
+        })
         .catch((error: Error) => ({ kind: 'failed', error: error.message }));
       if (outcome.kind === 'failed') {
         outcomes.failed++;
@@ -82,7 +99,7 @@ async function runCycles(from: number, to: number): Promise<void> {
       if (outcome.kind === 'killed') reclaims.watch(outcome.sessionId);
       // The upstream double records every request; the soak reads none, and they would pass for a leak.
       upstream.requests.length = 0;
-      const done = outcomes.closed + outcomes.killed + outcomes.failed;
+      const done = outcomes.closed + outcomes.aborted + outcomes.killed + outcomes.failed;
       if (done % 100 === 0) void progress(done);
     }
   };
@@ -117,7 +134,8 @@ async function settle(threads?: { server: number; peerProcesses: number }) {
 
 tell({ type: 'phase', phase: 'warm-up' });
 say(
-  `soak: ${options.cycles} cycles, ${options.concurrency} clients at once, ${Math.round(options.killFraction * 100)}% killed mid-stream; ` +
+  `soak: ${options.cycles} cycles, ${options.concurrency} clients at once, ${Math.round(options.killFraction * 100)}% killed and ` +
+    `${Math.round(options.abruptFraction * 100)}% closed abruptly mid-stream; ` +
     `peers on ${config.peerBackend}, ${config.peerProcesses ? `in ${config.peerProcesses} peer process(es)` : 'in the server'}; server ${url}`,
 );
 await runCycles(0, options.warmupCycles);
@@ -132,14 +150,14 @@ const slack = options.threadSlack;
 const settled = await settle({ server: warmup.threads + slack, peerProcesses: warmup.peerProcesses.threads + slack });
 const end = settled.last;
 
-const cycles = outcomes.closed + outcomes.killed + outcomes.failed;
-const kills = Array.from({ length: options.cycles }, (_, i) => isKill(i)).filter(Boolean).length;
+const cycles = outcomes.closed + outcomes.aborted + outcomes.killed + outcomes.failed;
 const rss = (s: Snapshot) => round(s.rssMiB + s.peerProcesses.rssMiB);
 const crashes = app.peerProcesses?.crashes ?? 0;
 const left = [...extra(baseline.resources, end.resources), ...(end.timers > baseline.timers ? [`${end.timers - baseline.timers} timers`] : [])];
 check('every cycle ran', cycles === options.cycles, `${cycles} of ${options.cycles}`);
 check('no cycle failed', outcomes.failed === 0, `${outcomes.failed} failed${outcomes.errors.length ? `: ${outcomes.errors.join('; ')}` : ''}`);
-check('clients killed mid-stream', outcomes.killed === kills, `${outcomes.killed} of ${kills}`);
+check('clients killed mid-stream', outcomes.killed === planned('kill'), `${outcomes.killed} of ${planned('kill')}`);
+check('clients that closed their peer mid-stream', outcomes.aborted === planned('abrupt'), `${outcomes.aborted} of ${planned('abrupt')}`);
 check('no peer process crashed', crashes === 0, `${crashes} crashed (${end.peerProcesses.count} running)`);
 check('sessions back to 0 (suspended included)', end.sessions === 0, `${end.sessions} left (${end.suspended} suspended)`);
 check('open peers back to 0', end.peersOpen === 0, `${end.peersOpen} left`);
@@ -154,6 +172,11 @@ check(
   `threads back to the warm-up count (+${slack})`,
   end.threads <= warmup.threads + slack && end.peerProcesses.threads <= warmup.peerProcesses.threads + slack,
   `server ${baseline.threads} -> ${warmup.threads} -> ${end.threads}; peer processes ${baseline.peerProcesses.threads} -> ${warmup.peerProcesses.threads} -> ${end.peerProcesses.threads} (first cycle -> warm-up -> end)`,
+);
+check(
+  `file descriptors back to the warm-up count (+${slack})`,
+  end.fds <= warmup.fds + slack && end.peerProcesses.fds <= warmup.peerProcesses.fds + slack,
+  `server ${baseline.fds} -> ${warmup.fds} -> ${end.fds}; peer processes ${baseline.peerProcesses.fds} -> ${warmup.peerProcesses.fds} -> ${end.peerProcesses.fds} (first cycle -> warm-up -> end)`,
 );
 check(
   `RSS within warm-up + ${options.rssBoundMiB} MiB (server and peer processes)`,
