@@ -3,7 +3,8 @@ import { fetchRequestHandler } from '@trpc/server/adapters/fetch';
 import { appRouter } from '../routers/index.ts';
 import { toTRPCError } from '../routers/trpc.ts';
 import type { Config } from './config.ts';
-import { Caller, Dispatcher, type Handlers } from './dispatch.ts';
+import { Caller, Dispatcher } from './dispatch.ts';
+import type { Handlers } from './protocol/handlers.ts';
 import { createHandlers, memorySettings, paramsStore } from './engine/index.ts';
 import { EmbeddedEngine } from './engine/inference/embedded/index.ts';
 import { chooseBackend, createInferenceEngine } from './engine/inference/index.ts';
@@ -22,7 +23,8 @@ import type { PeerFactory } from './peer/factory.ts';
 import { fdBudget, openFileLimit, withFdBudget } from './peer/fd-budget.ts';
 import { PeerProcessPool } from './peer/process/pool.ts';
 import { MAX_NESTING_DEPTH } from './protocol/frames.ts';
-import { ApiKeys, type Identity } from './security/auth.ts';
+import { ApiKeys } from './security/auth.ts';
+import type { Identity } from './protocol/handlers.ts';
 import { HostAllowlist } from './security/hosts.ts';
 import { SessionRate } from './security/rate-limit.ts';
 import { SessionManager } from './session/manager.ts';
@@ -100,11 +102,9 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
         peers: () => ({ open: peers.open, uncollected: peers.uncollected }),
       },
       params,
-      engines: {
-        ...createInferenceEngine({ backend, settings, params }),
-        ...(deps.store && createKnowledgeEngine({ store: deps.store, backend, embeddingModel: config.embeddingModel })),
-        ...deps.engines,
-      },
+      inference: createInferenceEngine({ backend, settings, params }),
+      knowledge: deps.store && createKnowledgeEngine({ store: deps.store, backend, embeddingModel: config.embeddingModel }),
+      overrides: deps.engines,
     }),
     stats,
   );

@@ -1,7 +1,7 @@
 import type { Config, IceServer } from './config.ts';
 import { iceServersFor } from './peer/ice-servers.ts';
 import { AppError } from './errors.ts';
-import type { Identity } from './security/auth.ts';
+import type { Identity } from './protocol/handlers.ts';
 import type { CandidateInput } from './session/candidates.ts';
 import type { SessionManager } from './session/manager.ts';
 import type { Session, SessionInfo } from './session/session.ts';

@@ -29,7 +29,7 @@ import {
   fragment,
 } from '../src/protocol/framing.ts';
 import { ChannelLink, type DataChannelLike } from '../src/protocol/link.ts';
-import { registry, type Action } from '../src/registry.ts';
+import { registry, type Action } from '../src/protocol/registry.ts';
 import { WebSocketClient } from '../src/ws/client.ts';
 import { WEBSOCKET_PATH } from '../src/ws/endpoint.ts';
 import { Rng, fuzzSeed, mutateRequest, mutateText, randomJson } from './fixtures/fuzz.ts';

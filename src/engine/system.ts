@@ -1,5 +1,5 @@
 import os from 'node:os';
-import type { Handlers } from '../dispatch.ts';
+import type { Handlers } from '../protocol/handlers.ts';
 import type { Stats } from '../stats.ts';
 import { cpu, gpus, memory, runtime } from './machine.ts';
 
@@ -13,7 +13,7 @@ export interface ServerView {
   peers(): { open: number; uncollected: number };
 }
 
-export function systemHandlers(server: ServerView): Pick<Handlers, 'health' | 'system_info' | 'get_stats' | 'get_resources' | 'echo'> {
+export function systemHandlers(server: ServerView) {
   const { stats } = server;
   return {
     health: () => ({
@@ -60,5 +60,5 @@ export function systemHandlers(server: ServerView): Pick<Handlers, 'health' | 's
       if (attachment) attach(attachment);
       return { data, attachment_bytes: attachment?.byteLength ?? 0 };
     },
-  };
+  } satisfies Partial<Handlers>;
 }

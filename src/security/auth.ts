@@ -5,14 +5,9 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { AppError } from '../errors.ts';
+import type { Identity } from '../protocol/handlers.ts';
 
-/** Who is calling. */
-export interface Identity {
-  /** The key's id, or `ANONYMOUS`: the owner of the sessions it opens and of the data it stores. */
-  readonly id: string;
-  /** May change what every caller shares (server params, models): an admin key, or anyone when keys are off. */
-  readonly admin: boolean;
-}
+export type { Identity } from '../protocol/handlers.ts';
 
 /** The id of everyone when no keys are configured (and of every row stored before keys were). */
 export const ANONYMOUS = 'anonymous';

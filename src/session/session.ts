@@ -4,7 +4,7 @@ import { AppError } from '../errors.ts';
 import { log, redact } from '../log.ts';
 import type { ReassemblyBudget } from '../protocol/framing.ts';
 import type { ChannelLink } from '../protocol/link.ts';
-import type { Identity } from '../security/auth.ts';
+import type { Identity } from '../protocol/handlers.ts';
 import type { MessageRate } from '../security/rate-limit.ts';
 import { EventLog } from './events.ts';
 import { Outbox } from './outbox.ts';

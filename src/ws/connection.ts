@@ -10,7 +10,7 @@ import { log } from '../log.ts';
 import { decodeFrame, errorFrame, requestIdOf, undeliverable } from '../protocol/frames.ts';
 import { decodeEnvelope, encodeEnvelope, FRAME_ENVELOPE, utf8Length } from '../protocol/framing.ts';
 import type { LinkStats } from '../protocol/link.ts';
-import type { Identity } from '../security/auth.ts';
+import type { Identity } from '../protocol/handlers.ts';
 import type { MessageRate } from '../security/rate-limit.ts';
 
 /** What a connection needs of the socket: crossws's `Peer` on every runtime. */

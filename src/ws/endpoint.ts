@@ -11,7 +11,7 @@ import { json } from '../http/json.ts';
 import { log } from '../log.ts';
 import { errorFrame } from '../protocol/frames.ts';
 import { shutdownNotice } from '../protocol/events.ts';
-import type { Identity } from '../security/auth.ts';
+import type { Identity } from '../protocol/handlers.ts';
 import { MessageRate, type SessionRate } from '../security/rate-limit.ts';
 import type { Stats } from '../stats.ts';
 import { SocketConnection } from './connection.ts';

@@ -1,9 +1,9 @@
 import type { z } from 'zod';
-import type { RequestSpec } from './protocol/define.ts';
-import { inferenceRequests } from './protocol/requests/inference.ts';
-import { knowledgeRequests } from './protocol/requests/knowledge.ts';
-import { modelRequests } from './protocol/requests/models.ts';
-import { controlRequests, systemRequests } from './protocol/requests/system.ts';
+import type { RequestSpec } from './define.ts';
+import { inferenceRequests } from './requests/inference.ts';
+import { knowledgeRequests } from './requests/knowledge.ts';
+import { modelRequests } from './requests/models.ts';
+import { controlRequests, systemRequests } from './requests/system.ts';
 
 /**
  * The single list of request types. Adding one is one edit in `protocol/requests/`; the types below,
@@ -17,7 +17,7 @@ export const registry = {
   ...systemRequests,
 } satisfies Record<string, RequestSpec>;
 
-type Registry = typeof registry;
+export type Registry = typeof registry;
 export type Action = keyof Registry;
 
 /** What a caller sends (defaults not yet applied). */
