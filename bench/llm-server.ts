@@ -12,7 +12,7 @@ import type { CallContext } from '../src/protocol/handlers.ts';
 import { EmbeddedEngine } from '../src/engine/inference/embedded/index.ts';
 import { setLogLevel } from '../src/log.ts';
 import { modelsDirPath } from '../src/paths.ts';
-import { serveApp } from '../src/ws/serve.ts';
+import { serveApp } from '../src/serve.ts';
 
 export interface GenerationRequest {
   model: string;

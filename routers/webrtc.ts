@@ -1,5 +1,5 @@
 import { tracked } from '@trpc/server';
-import { answerInput, eventsInput, iceInput, iceServersInput, offerInput, sessionInput } from '../src/protocol/signaling.ts';
+import { answerInput, eventsInput, iceInput, iceServersInput, offerInput, sessionInput } from '../src/signaling/schemas.ts';
 import { procedure, router } from './trpc.ts';
 
 /** Signaling: the server offers, the client answers, both trickle ICE; `events` streams the server's side. */

@@ -14,8 +14,8 @@ import { AppError } from './errors.ts';
 import { corsHeaders, isOriginAllowed, preflightHeaders } from './http/cors.ts';
 import { errorResponse, json } from './http/json.ts';
 import { limitBody, limitNesting } from './http/limit.ts';
-import { handleRest, REST_PREFIX } from './http/rest.ts';
-import { NativeEndpoint } from './native/endpoint.ts';
+import { handleRest, REST_PREFIX } from './signaling/rest.ts';
+import { NativeEndpoint } from './transports/native/endpoint.ts';
 import { loadPeerFactory } from './peer/backend.ts';
 import { modelsDirPath } from './paths.ts';
 import { PeerCount } from './peer/count.ts';
@@ -28,11 +28,11 @@ import type { Identity } from './protocol/handlers.ts';
 import { HostAllowlist } from './security/hosts.ts';
 import { SessionRate } from './security/rate-limit.ts';
 import { SessionManager } from './session/manager.ts';
-import { Signaling } from './signaling.ts';
+import { Signaling } from './signaling/service.ts';
 import { Stats } from './stats.ts';
 import type { Store } from './store/types.ts';
-import { WEBSOCKET_PATH, WebSocketEndpoint } from './ws/endpoint.ts';
-import { authorizationFromSubprotocols } from './ws/subprotocol.ts';
+import { WEBSOCKET_PATH, WebSocketEndpoint } from './transports/websocket/endpoint.ts';
+import { authorizationFromSubprotocols } from './transports/websocket/subprotocol.ts';
 
 export const VERSION = '0.1.0';
 /** A tRPC body's nesting bound: a request's own (MAX_NESTING_DEPTH) plus room for the batch and superjson wrappers. */
@@ -68,7 +68,7 @@ export interface App {
   /** Graceful shutdown: tells every channel, lets in-flight requests finish within the grace, closes every peer. */
   close(graceMs?: number): Promise<void>;
   readonly sessions: SessionManager;
-  /** WebSocket sockets (`GET /v1/ws`; mounted by `serveApp` in src/ws/serve.ts). */
+  /** WebSocket sockets (`GET /v1/ws`; mounted by `serveApp` in src/serve.ts). */
   readonly websockets: WebSocketEndpoint;
   /** Native messaging ports that native hosts relay here (its socket is opened by main.ts). */
   readonly native: NativeEndpoint;
@@ -142,7 +142,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
    * are configured, in the `Authorization` header, never in a URL. tRPC checks it in its context, so tRPC clients get a tRPC error
    * (`appCode: 'unauthorized'`); a lone `webrtc.events` subscription may come without it, as an EventSource cannot
    * send headers, and shows the session's events ticket instead; a browser's WebSocket offers it as a subprotocol
-   * (src/ws/subprotocol.ts). The rest check it here, before routing.
+   * (src/transports/websocket/subprotocol.ts). The rest check it here, before routing.
    */
   async function route(request: Request, ip: string): Promise<Response> {
     const path = new URL(request.url).pathname;

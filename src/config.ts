@@ -1,10 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { MIN_KEY_LENGTH, parseKeysFile } from './security/auth.ts';
 import { DEFAULT_DATA_DIR } from './paths.ts';
-import { HOST_ENTRY } from './security/hosts.ts';
 
 const MiB = 1024 * 1024;
+
+/** Shorter API keys are refused at startup: a key is a password nobody types, so it can be long. */
+export const MIN_KEY_LENGTH = 16;
+
+/** What TABAGENT_ALLOWED_HOSTS entries look like: `*`, a name, or `.` and a domain (src/security/hosts.ts). */
+const HOST_ENTRY = /^(\*|\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)$/i;
 
 const iceServer = z.object({
   urls: z.union([z.string(), z.array(z.string())]),
@@ -250,4 +254,12 @@ function readKeysFile(file: string): string[] {
   const short = keys.findIndex((key) => key.length < MIN_KEY_LENGTH);
   if (short >= 0) throw new Error(`Invalid ${name}: key ${short + 1} in ${file} is shorter than ${MIN_KEY_LENGTH} characters`);
   return keys;
+}
+
+/** A keys file: one key per line; blank lines and lines starting with `#` are ignored (a key may contain `#`). */
+export function parseKeysFile(text: string): string[] {
+  return text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
 }

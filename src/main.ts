@@ -1,21 +1,21 @@
 /**
  * The server entry: `npm start` (Node: `node --import tsx src/main.ts`) or `deno task dev` (Deno). Reads config
  * from the environment, serves the fetch handler and the native socket, shuts down gracefully on SIGINT/SIGTERM.
- * `--native-host` is the native messaging host instead, a relay to this server (src/native/relay.ts), and
+ * `--native-host` is the native messaging host instead, a relay to this server (src/transports/native/relay.ts), and
  * `--install-native-host` registers that host (docs/NATIVE_MESSAGING.md).
  */
 import { rmSync, writeFileSync } from 'node:fs';
 import { createApp, type App } from './app.ts';
 import { loadConfig } from './config.ts';
-import { installNativeHost } from './native/install.ts';
-import { nativeMode, STARTED_BY_HOST } from './native/mode.ts';
-import { runRelay } from './native/relay.ts';
+import { installNativeHost } from './transports/native/install.ts';
+import { nativeMode, STARTED_BY_HOST } from './transports/native/mode.ts';
+import { runRelay } from './transports/native/relay.ts';
 import { nativeSocketPath, serverPidPath } from './paths.ts';
 import { openStore } from './store/index.ts';
 import { log } from './log.ts';
 import { isLoopbackBind } from './security/hosts.ts';
-import { WEBSOCKET_PATH } from './ws/endpoint.ts';
-import { serveApp } from './ws/serve.ts';
+import { WEBSOCKET_PATH } from './transports/websocket/endpoint.ts';
+import { serveApp } from './serve.ts';
 
 const args = process.argv.slice(2);
 const mode = nativeMode(args);

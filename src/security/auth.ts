@@ -16,8 +16,6 @@ export const ANONYMOUS = 'anonymous';
  * manifest's `allowed_origins` can start.
  */
 export const ANONYMOUS_IDENTITY: Identity = Object.freeze({ id: ANONYMOUS, admin: true });
-/** Shorter keys are refused at startup: a key is a password nobody types, so it can be long. */
-export const MIN_KEY_LENGTH = 16;
 
 export class ApiKeys {
   readonly #keys: { digest: Buffer; identity: Identity }[];
@@ -75,14 +73,6 @@ export function keyId(key: string): string {
 export function bearerToken(authorization: string | null | undefined): string | undefined {
   const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization ?? '');
   return match?.[1];
-}
-
-/** A keys file: one key per line; blank lines and lines starting with `#` are ignored (a key may contain `#`). */
-export function parseKeysFile(text: string): string[] {
-  return text
-    .split(/\r?\n/)
-    .map((line) => line.trim())
-    .filter((line) => line !== '' && !line.startsWith('#'));
 }
 
 function sha256(text: string): Buffer {

@@ -14,7 +14,7 @@ import type { PeerFactory } from '../peer/factory.ts';
 import type { Stats } from '../stats.ts';
 import { serveChannel } from './serve.ts';
 import { Session } from './session.ts';
-import { normalizeCandidate, type CandidateInput } from './candidates.ts';
+import { normalizeCandidate, type CandidateInput } from '../protocol/candidates.ts';
 
 export interface ManagerDeps {
   createPeer: PeerFactory;
@@ -85,7 +85,7 @@ export class SessionManager {
         maxInFlight: this.config.maxInFlightPerSession,
         resumeGraceMs: this.config.resumeGraceMs,
         resumeBufferBytes: this.config.resumeBufferBytes,
-        messageRate: new MessageRate(this.config),
+        messageRate: new MessageRate({ perSecond: this.config.messageRatePerSecond, burst: this.config.messageBurst }),
         reassembly: new ReassemblyBudget(this.config.maxMessageBytes),
         onClosed: (s) => this.forget(s),
       },

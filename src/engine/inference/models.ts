@@ -1,6 +1,6 @@
 import type { Handlers } from '../../protocol/handlers.ts';
 import { AppError } from '../../errors.ts';
-import { HASHED_MODEL } from '../../knowledge/hashing-embedder.ts';
+import { HASHED_MODEL } from '../knowledge/algorithms/hashing-embedder.ts';
 import type { InferenceBackend, Model } from './backend.ts';
 import type { InferenceDeps } from './context.ts';
 import { RECIPES } from './recipes.ts';

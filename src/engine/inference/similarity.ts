@@ -1,6 +1,6 @@
 import type { Handlers } from '../../protocol/handlers.ts';
 import { AppError } from '../../errors.ts';
-import { cosine } from '../../knowledge/vector-index.ts';
+import { cosine } from '../knowledge/algorithms/vector-index.ts';
 import type { InferenceDeps } from './context.ts';
 
 function requireEmbeddingModel(model: string | undefined): string {

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { CallContext, EngineHandlers } from '../../protocol/handlers.ts';
 import { AppError } from '../../errors.ts';
-import { kmeans, representativeTerms } from '../../knowledge/kmeans.ts';
-import { retrievalMetrics } from '../../knowledge/metrics.ts';
-import { chunkText, tokenize } from '../../knowledge/text.ts';
-import { cosine, VectorIndex } from '../../knowledge/vector-index.ts';
+import { kmeans, representativeTerms } from './algorithms/kmeans.ts';
+import { retrievalMetrics } from './algorithms/metrics.ts';
+import { chunkText, tokenize } from './algorithms/text.ts';
+import { cosine, VectorIndex } from './algorithms/vector-index.ts';
 import type { DocumentWrite, Metadata, Store } from '../../store/types.ts';
 import type { BackendSource } from '../inference/backend.ts';
 import { embedderFor, type Embedder } from './embedders.ts';

@@ -3,7 +3,7 @@
  * thousands of chunks) a tight scan over one contiguous Float32Array is a few milliseconds and has no
  * recall loss, no build step and trivial deletes, so an approximate index (HNSW, IVF) isn't worth it yet.
  */
-import { AppError } from '../errors.ts';
+import { AppError } from '../../../errors.ts';
 
 /** Cosine similarity of two vectors of the same length; 0 when either is all zeros. */
 export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {

@@ -11,7 +11,7 @@
  *
  * With no queries every metric is 0.
  */
-import { AppError } from '../errors.ts';
+import { AppError } from '../../../errors.ts';
 
 export function retrievalMetrics(rankings: number[][], relevant: number[], ks: number[] = [1, 5, 10]): Record<string, number> {
   if (rankings.length !== relevant.length) {

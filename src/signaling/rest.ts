@@ -1,9 +1,9 @@
 import type { z } from 'zod';
 import { AppError } from '../errors.ts';
 import { schemaError } from '../protocol/frames.ts';
-import { answerInput, iceInput, offerInput, sessionInput } from '../protocol/signaling.ts';
-import type { Signaling } from '../signaling.ts';
-import { errorResponse, json, readJsonBody } from './json.ts';
+import { answerInput, iceInput, offerInput, sessionInput } from './schemas.ts';
+import type { Signaling } from './service.ts';
+import { errorResponse, json, readJsonBody } from '../http/json.ts';
 
 export const REST_PREFIX = '/v1/webrtc/';
 

@@ -7,8 +7,8 @@
  *
  * An envelope is turned into a request frame and decoded exactly like one (`decodeRequestObject`).
  */
-import { AppError } from '../errors.ts';
-import { decodeRequestObject, type DecodeResult, type ErrorFrame } from '../protocol/frames.ts';
+import { AppError } from '../../errors.ts';
+import { decodeRequestObject, type DecodeResult, type ErrorFrame } from '../../protocol/frames.ts';
 
 const ENVELOPE_FIELDS = new Set(['route', 'request_id', 'payload']);
 /** Fields the envelope itself carries: inside `payload` they would be ambiguous. */

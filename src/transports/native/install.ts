@@ -8,8 +8,8 @@ import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ENV_VARS, type Config } from '../config.ts';
-import { builtPath, repositoryRoot } from '../paths.ts';
+import { ENV_VARS, type Config } from '../../config.ts';
+import { builtPath, repositoryRoot } from '../../paths.ts';
 
 export const HOST_NAME = 'com.tabagent.host';
 export const MANIFEST_FILE = `${HOST_NAME}.json`;

@@ -7,14 +7,14 @@
 import { chmod, mkdir, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import type { Config } from '../config.ts';
-import type { Dispatcher } from '../dispatch.ts';
-import { AppError } from '../errors.ts';
-import { log } from '../log.ts';
-import { shutdownNotice } from '../protocol/events.ts';
-import { errorFrame } from '../protocol/frames.ts';
-import { MessageRate } from '../security/rate-limit.ts';
-import type { Stats } from '../stats.ts';
+import type { Config } from '../../config.ts';
+import type { Dispatcher } from '../../dispatch.ts';
+import { AppError } from '../../errors.ts';
+import { log } from '../../log.ts';
+import { shutdownNotice } from '../../protocol/events.ts';
+import { errorFrame } from '../../protocol/frames.ts';
+import { MessageRate } from '../../security/rate-limit.ts';
+import type { Stats } from '../../stats.ts';
 import { NativePort } from './port.ts';
 
 /** After a port's input ends, how long its cancelled requests get to write their answers before it closes. */
@@ -74,7 +74,7 @@ export class NativeEndpoint {
       traffic: this.#deps.stats.traffic,
       maxMessageBytes: this.#config.maxMessageBytes,
       maxInFlight: this.#config.maxInFlightPerSession,
-      messageRate: new MessageRate(this.#config),
+      messageRate: new MessageRate({ perSecond: this.#config.messageRatePerSecond, burst: this.#config.messageBurst }),
     });
     const refusal = this.#refusal();
     if (refusal) {

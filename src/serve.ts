@@ -6,8 +6,8 @@
  */
 import { serve } from 'crossws/server';
 import type { Server } from 'srvx';
-import type { App } from '../app.ts';
-import { chooseSubprotocol } from './subprotocol.ts';
+import type { App } from './app.ts';
+import { chooseSubprotocol } from './transports/websocket/subprotocol.ts';
 
 export interface ListenOptions {
   hostname: string;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { candidateInput } from '../session/candidates.ts';
+import { candidateInput } from '../protocol/candidates.ts';
 
 /** Signaling inputs, shared by the tRPC procedures and the REST routes. */
 export const sessionId = z.string().min(1).max(128);

@@ -4,14 +4,14 @@
  * envelope, run through the one dispatcher; answers over 1 MiB (Chrome's limit toward the extension) go out as
  * fragment frames.
  */
-import { Caller, type Dispatcher } from '../dispatch.ts';
-import { AppError } from '../errors.ts';
-import { log } from '../log.ts';
-import { decodeRequestObject, errorFrame, requestIdOf, undeliverable, type ErrorFrame } from '../protocol/frames.ts';
-import { decodeUtf8, utf8Length } from '../protocol/framing.ts';
-import type { LinkStats } from '../protocol/link.ts';
-import { ANONYMOUS_IDENTITY } from '../security/auth.ts';
-import type { MessageRate } from '../security/rate-limit.ts';
+import { Caller, type Dispatcher } from '../../dispatch.ts';
+import { AppError } from '../../errors.ts';
+import { log } from '../../log.ts';
+import { decodeRequestObject, errorFrame, requestIdOf, undeliverable, type ErrorFrame } from '../../protocol/frames.ts';
+import { decodeUtf8, utf8Length } from '../../protocol/framing.ts';
+import type { LinkStats } from '../../protocol/link.ts';
+import { ANONYMOUS_IDENTITY } from '../../security/auth.ts';
+import type { MessageRate } from '../../security/rate-limit.ts';
 import { decodeEnvelope, envelopeAnswer, isEnvelope } from './envelope.ts';
 import { fragmentJson } from './fragments.ts';
 import { encodeNativeMessage, LENGTH_PREFIX_BYTES, MAX_BROWSER_MESSAGE_BYTES, MAX_HOST_MESSAGE_BYTES, NativeMessageReader } from './framing.ts';

@@ -1,10 +1,10 @@
-import type { Config, IceServer } from './config.ts';
-import { iceServersFor } from './peer/ice-servers.ts';
-import { AppError } from './errors.ts';
-import type { Identity } from './protocol/handlers.ts';
-import type { CandidateInput } from './session/candidates.ts';
-import type { SessionManager } from './session/manager.ts';
-import type { Session, SessionInfo } from './session/session.ts';
+import type { Config, IceServer } from '../config.ts';
+import { iceServersFor } from '../peer/ice-servers.ts';
+import { AppError } from '../errors.ts';
+import type { Identity } from '../protocol/handlers.ts';
+import type { CandidateInput } from '../protocol/candidates.ts';
+import type { SessionManager } from '../session/manager.ts';
+import type { Session, SessionInfo } from '../session/session.ts';
 
 export interface OfferResult {
   sessionId: string;

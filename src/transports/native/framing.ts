@@ -3,7 +3,7 @@
  * then that many bytes of UTF-8 JSON. The host and the test client both read and write through this module.
  */
 import { endianness } from 'node:os';
-import { AppError } from '../errors.ts';
+import { AppError } from '../../errors.ts';
 
 /** Chrome refuses a longer message from the host (and disconnects the port). */
 export const MAX_HOST_MESSAGE_BYTES = 1024 * 1024;

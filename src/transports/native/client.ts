@@ -6,10 +6,10 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { builtPath, repositoryRoot } from '../paths.ts';
+import { builtPath, repositoryRoot } from '../../paths.ts';
 import { FragmentAssembler, isFragmentFrame } from './fragments.ts';
 import { encodeNativeMessage, MAX_HOST_MESSAGE_BYTES, NativeMessageReader } from './framing.ts';
-import { decodeUtf8 } from '../protocol/framing.ts';
+import { decodeUtf8 } from '../../protocol/framing.ts';
 
 export type Frame = Record<string, unknown>;
 

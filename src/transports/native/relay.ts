@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { builtPath, DEFAULT_DATA_DIR, nativeSocketPath, repositoryRoot, serverLogPath } from '../paths.ts';
+import { builtPath, DEFAULT_DATA_DIR, nativeSocketPath, repositoryRoot, serverLogPath } from '../../paths.ts';
 import { encodeNativeMessage } from './framing.ts';
 import { STARTED_BY_HOST } from './mode.ts';
 

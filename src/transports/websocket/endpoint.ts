@@ -4,16 +4,16 @@
  * crossws (mounted by serve.ts) performs the upgrade and runs the hooks this route attaches to the request.
  */
 import { setWebSocketHooks, type Peer } from 'crossws';
-import type { Config } from '../config.ts';
-import type { Dispatcher } from '../dispatch.ts';
-import { AppError, toAppError } from '../errors.ts';
-import { json } from '../http/json.ts';
-import { log } from '../log.ts';
-import { errorFrame } from '../protocol/frames.ts';
-import { shutdownNotice } from '../protocol/events.ts';
-import type { Identity } from '../protocol/handlers.ts';
-import { MessageRate, type SessionRate } from '../security/rate-limit.ts';
-import type { Stats } from '../stats.ts';
+import type { Config } from '../../config.ts';
+import type { Dispatcher } from '../../dispatch.ts';
+import { AppError, toAppError } from '../../errors.ts';
+import { json } from '../../http/json.ts';
+import { log } from '../../log.ts';
+import { errorFrame } from '../../protocol/frames.ts';
+import { shutdownNotice } from '../../protocol/events.ts';
+import type { Identity } from '../../protocol/handlers.ts';
+import { MessageRate, type SessionRate } from '../../security/rate-limit.ts';
+import type { Stats } from '../../stats.ts';
 import { SocketConnection } from './connection.ts';
 
 export const WEBSOCKET_PATH = '/v1/ws';
@@ -135,7 +135,7 @@ export class WebSocketEndpoint {
       traffic: this.#deps.stats.traffic,
       maxMessageBytes: this.#config.maxMessageBytes,
       maxInFlight: this.#config.maxInFlightPerSession,
-      messageRate: new MessageRate(this.#config),
+      messageRate: new MessageRate({ perSecond: this.#config.messageRatePerSecond, burst: this.#config.messageBurst }),
     });
     this.#connections.add(connection);
     this.#perAddress.set(ip, (this.#perAddress.get(ip) ?? 0) + 1);

@@ -4,14 +4,14 @@
  * A WebSocket carries a message of any size whole, so the data channel's FRAGMENT frames are not used here;
  * its binary ENVELOPE is (a request's attachment, an answer's binary part).
  */
-import { Caller, type Dispatcher } from '../dispatch.ts';
-import { AppError, toAppError } from '../errors.ts';
-import { log } from '../log.ts';
-import { decodeFrame, errorFrame, requestIdOf, undeliverable } from '../protocol/frames.ts';
-import { decodeEnvelope, encodeEnvelope, FRAME_ENVELOPE, utf8Length } from '../protocol/framing.ts';
-import type { LinkStats } from '../protocol/link.ts';
-import type { Identity } from '../protocol/handlers.ts';
-import type { MessageRate } from '../security/rate-limit.ts';
+import { Caller, type Dispatcher } from '../../dispatch.ts';
+import { AppError, toAppError } from '../../errors.ts';
+import { log } from '../../log.ts';
+import { decodeFrame, errorFrame, requestIdOf, undeliverable } from '../../protocol/frames.ts';
+import { decodeEnvelope, encodeEnvelope, FRAME_ENVELOPE, utf8Length } from '../../protocol/framing.ts';
+import type { LinkStats } from '../../protocol/link.ts';
+import type { Identity } from '../../protocol/handlers.ts';
+import type { MessageRate } from '../../security/rate-limit.ts';
 
 /** What a connection needs of the socket: crossws's `Peer` on every runtime. */
 export interface SocketPeer {

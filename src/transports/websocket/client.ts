@@ -4,8 +4,8 @@
  * no global WebSocket).
  */
 import WebSocket from 'crossws/websocket';
-import { AppError } from '../errors.ts';
-import { decodeEnvelope, encodeEnvelope } from '../protocol/framing.ts';
+import { AppError } from '../../errors.ts';
+import { decodeEnvelope, encodeEnvelope } from '../../protocol/framing.ts';
 import { subprotocols } from './subprotocol.ts';
 
 export type Frame = Record<string, unknown>;

@@ -3,7 +3,7 @@
  * Deterministic for a seed (seeded PRNG, fixed tie-breaking), so the same library clusters the same way
  * every time and tests can pin exact assignments.
  */
-import { AppError } from '../errors.ts';
+import { AppError } from '../../../errors.ts';
 
 export interface KmeansOptions {
   /** PRNG seed for k-means++ (default 1). */

@@ -14,7 +14,7 @@
  * is hashed with FNV-1a 32-bit to a dimension, and signed by the hash's top bit so that collisions cancel on
  * average instead of piling up. The vector is L2-normalized; a text with no features is all zeros.
  */
-import { AppError } from '../errors.ts';
+import { AppError } from '../../../errors.ts';
 import { tokenize } from './text.ts';
 
 export const HASHED_MODEL = 'tabagent-hashed-512';
