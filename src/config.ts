@@ -56,7 +56,7 @@ export const configSchema = z.object({
   peerFdBudget: z.coerce.number().int().positive().optional(),
   /** A peer process silent this long (a ping unanswered) is killed and replaced; its sessions resume on the new one. */
   peerHeartbeatTimeoutMs: z.coerce.number().int().positive().default(10_000),
-  /** The WebRTC stack the server's peers run on, wherever they run (see README, Speed, for how the two compare). */
+  /** The WebRTC stack the server's peers run on, wherever they run (docs/PEERS.md compares the two). */
   peerBackend: z.enum(PEER_BACKENDS).default('wrtc'),
   iceServers: z.array(iceServer).default([]),
   /** TURN servers handed out with ephemeral credentials from `turnSecret` (coturn's `use-auth-secret`). */
@@ -121,7 +121,7 @@ export const configSchema = z.object({
   modelMmap: z.enum(['on', 'off']).default('off'),
   /** CPU threads per generation; default half the cores (llama.cpp slows down badly on cores shared with the server). */
   llamaThreads: z.coerce.number().int().min(1).max(256).optional(),
-  /** `auto` uses a GPU build where one is installed and works (see README, GPU builds); `off`: CPU only. */
+  /** `auto` uses a GPU build where one is installed and works (docs/INFERENCE.md, "GPU builds"); `off`: CPU only. */
   llamaGpu: z.enum(['auto', 'off', 'cuda', 'vulkan', 'metal']).default('auto'),
   /** Where `pull_model` finds `owner/repo/file.gguf` (Hugging Face's layout: `<hub>/<owner>/<repo>/resolve/main/<file>`). */
   modelHubUrl: z.url({ protocol: /^https?$/ }).default('https://huggingface.co'),
@@ -132,7 +132,7 @@ export const configSchema = z.object({
   nativeAllowedOrigins: z
     .array(z.string().regex(/^chrome-extension:\/\/[a-p]{32}\/$/, 'each origin must be chrome-extension://<32-letter extension id>/'))
     .default([]),
-  /** API keys clients must send as `Authorization: Bearer <key>`; none: no authentication (see README, Security). */
+  /** API keys clients must send as `Authorization: Bearer <key>`; none: no authentication (docs/SECURITY.md). */
   apiKeys: z.array(z.string().min(MIN_KEY_LENGTH, `each key must be at least ${MIN_KEY_LENGTH} characters`)).default([]),
   /** A file of more keys, one per line, read once at startup. */
   apiKeysFile: z.string().min(1).optional(),
@@ -147,7 +147,7 @@ export const configSchema = z.object({
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 
-/** Environment variable of each setting: the one place that names them (the README's table follows it). */
+/** Environment variable of each setting: the one place that names them (docs/CONFIGURATION.md's table follows it). */
 export const ENV_VARS = {
   host: 'HOST',
   port: 'PORT',
