@@ -1,6 +1,6 @@
 /**
  * Imports point down (test/imports.test.ts runs this in `npm test`). From the top: main.ts and serve.ts; app.ts and
- * routers/; the signaling service, the transports and the sessions; the engines, the peers, the store and security;
+ * routers/; the cluster; the signaling service, the transports and the sessions; the engines, the peers, the store and security;
  * at the bottom protocol/ (the wire and the handler contract), with config, errors, log and paths beside it.
  * Type-only imports count: a lower layer that needs a higher one's types is a contract in the wrong place.
  */
@@ -29,6 +29,13 @@ module.exports = {
       comment: 'app.ts assembles the parts; a part that imports it reaches up (index.ts, the package, re-exports it)',
       from: { path: '^src/', pathNot: '^src/(main|serve|app|index)\\.ts$' },
       to: { path: '^src/app\\.ts$' },
+    },
+    {
+      name: 'the-cluster-is-above-a-server',
+      severity: 'error',
+      comment: 'one instance knows nothing of others: the signaling service and sessions offer hooks the cluster fills',
+      from: { path: '^(src|routers)/', pathNot: below('src/cluster/', 'src/(main|app)\\.ts') },
+      to: { path: '^src/cluster/' },
     },
     {
       name: 'engines-know-no-transport',

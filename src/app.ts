@@ -10,6 +10,7 @@ import { EmbeddedEngine } from './engine/inference/embedded/index.ts';
 import { chooseBackend, createInferenceEngine } from './engine/inference/index.ts';
 import { Upstream } from './engine/inference/upstream/client.ts';
 import { createKnowledgeEngine } from './engine/knowledge/index.ts';
+import { INTERNAL_PATH, type Cluster } from './cluster/index.ts';
 import { AppError } from './errors.ts';
 import { corsHeaders, isOriginAllowed, preflightHeaders } from './http/cors.ts';
 import { errorResponse, json } from './http/json.ts';
@@ -25,6 +26,7 @@ import { PeerProcessPool } from './peer/process/pool.ts';
 import { MAX_NESTING_DEPTH } from './protocol/frames.ts';
 import { ApiKeys } from './security/auth.ts';
 import type { Identity } from './protocol/handlers.ts';
+import { clientAddress } from './security/client-address.ts';
 import { HostAllowlist } from './security/hosts.ts';
 import { SessionRate } from './security/rate-limit.ts';
 import { SessionManager } from './session/manager.ts';
@@ -54,6 +56,8 @@ export interface AppDeps {
    * knowledge types answer `backend_unavailable`. The caller opens and closes it.
    */
   store?: Store;
+  /** With several instances on one database: the cluster this one joins (src/cluster/; main.ts opens it). */
+  cluster?: Cluster;
 }
 
 export interface App {
@@ -95,6 +99,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     createHandlers({
       server: {
         version: VERSION,
+        nodeId: config.nodeId,
         stats,
         shuttingDown: () => closing !== undefined,
         sessions: () => sessions.summary(),
@@ -122,8 +127,8 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     if (!localPeers) throw new Error(`The ${config.peerBackend} peer backend is not loaded: await app.start() before serving`);
     return localPeers(rtcConfig);
   });
-  sessions = new SessionManager(config, { createPeer: peers.track(createPeer), dispatcher, stats, sessionRate });
-  const signaling = new Signaling(sessions, config, undefined);
+  sessions = new SessionManager(config, { createPeer: peers.track(createPeer), dispatcher, stats, sessionRate, cluster: deps.cluster?.hooks });
+  const signaling = new Signaling(sessions, config, undefined, deps.cluster?.remote);
   const websockets = new WebSocketEndpoint(config, { dispatcher, stats, sessionRate });
   const native = new NativeEndpoint(config, { dispatcher, stats });
   /** tRPC `rpc.*` callers, one per API key: `stop_generation` and `halt_status` see that key's requests only. */
@@ -136,6 +141,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
   };
   const apiKeys = new ApiKeys(config.apiKeys, config.adminKeys);
   const hosts = new HostAllowlist(config.allowedHosts);
+  const trustedProxies = new Set(config.trustedProxies);
 
   /**
    * Every route but `GET /` and `GET /health` (and CORS preflights, answered before) needs the API key when keys
@@ -154,6 +160,8 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     if (path === '/health' && request.method === 'GET') {
       return closing ? json({ status: 'shutting_down' }, 503) : json({ status: 'ok', version: VERSION });
     }
+    // Another instance of the cluster, forwarding signaling for a session this one holds (its own secret, no key).
+    if (deps.cluster && path === INTERNAL_PATH && request.method === 'POST') return deps.cluster.serve(request, signaling);
     if (path === '/trpc' || path.startsWith('/trpc/')) {
       // Signaling bodies are small (an SDP is a few KiB); rpc.* calls may carry as much as a data-channel message.
       const signalingOnly = path.slice('/trpc/'.length).split(',').every((procedure) => procedure.startsWith('webrtc.'));
@@ -209,7 +217,8 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
         return errorResponse(new AppError('forbidden', `Origin ${origin} is not allowed; add it to TABAGENT_ALLOWED_ORIGINS`));
       }
       if (request.method === 'OPTIONS') return new Response(null, { status: 204, headers: origin ? preflightHeaders(origin) : {} });
-      const response = await route(request, info.ip ?? 'unknown').catch(errorResponse);
+      const ip = clientAddress(info.ip ?? 'unknown', request.headers.get('x-forwarded-for'), trustedProxies);
+      const response = await route(request, ip).catch(errorResponse);
       if (origin) for (const [name, value] of Object.entries(corsHeaders(origin))) response.headers.set(name, value);
       // A body refused for its size is left unread (see limit.ts), so its connection cannot carry another request:
       // kept alive, Node resets it under the client's next one. Closing it sends that request on a fresh one.

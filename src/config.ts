@@ -1,8 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { randomBytes } from 'node:crypto';
 import { DEFAULT_DATA_DIR } from './paths.ts';
 
 const MiB = 1024 * 1024;
+
+/** What a node id may be (src/cluster/): short, lowercase, safe in ids, URLs and logs. */
+export const NODE_ID = /^[a-z0-9][a-z0-9-]{0,31}$/;
+/** A node id for an instance that was given none. */
+const randomNodeId = () => randomBytes(4).toString('hex');
 
 /** Shorter API keys are refused at startup: a key is a password nobody types, so it can be long. */
 export const MIN_KEY_LENGTH = 16;
@@ -28,6 +34,15 @@ export type PeerBackend = (typeof PEER_BACKENDS)[number];
 export const configSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** This instance's name among several (src/cluster/): it starts every session id and resume token. */
+  nodeId: z.string().regex(NODE_ID, 'must be 1 to 32 lowercase letters, digits or dashes').default(randomNodeId),
+  /** Where the other instances reach this one; default `http://<HOST>:<PORT>` (the address it listens on). */
+  internalUrl: z.url({ protocol: /^https?$/ }).optional(),
+  /**
+   * The secret instances share to forward signaling to each other; set, with DATABASE_URL, the instance joins the
+   * cluster of those on that database (see docs/DEPLOYMENT.md).
+   */
+  clusterSecret: z.string().min(16, 'must be at least 16 characters').optional(),
   maxSessions: z.coerce.number().int().positive().default(100),
   maxSessionsPerIp: z.coerce.number().int().positive().default(5),
   /** A session with no signaling call and no data-channel message for this long is closed. */
@@ -80,6 +95,11 @@ export const configSchema = z.object({
   bodyTimeoutMs: z.coerce.number().int().positive().default(30_000),
   /** On shutdown, how long in-flight requests may run before they are cancelled. */
   shutdownGraceMs: z.coerce.number().int().min(0).default(10_000),
+  /**
+   * Proxies (balancers) whose `X-Forwarded-For` names the client, by address: the per-address limits then count
+   * the client's address, not the proxy's (src/security/client-address.ts).
+   */
+  trustedProxies: z.array(z.union([z.ipv4(), z.ipv6()], 'each entry must be an IP address')).default([]),
   /** Browser origins allowed besides `chrome-extension://` ones (listing some of those allows only them); `*`: any. */
   allowedOrigins: z.array(z.string()).default([]),
   /**
@@ -139,6 +159,9 @@ export const configSchema = z.object({
   /** Keys that may also change what every caller shares (server params, models); they need not be in `apiKeys`. */
   adminKeys: z.array(z.string().min(MIN_KEY_LENGTH, `each key must be at least ${MIN_KEY_LENGTH} characters`)).default([]),
 }).superRefine((config, context) => {
+  if (config.clusterSecret && !config.databaseUrl) {
+    context.addIssue({ code: 'custom', path: ['clusterSecret'], message: 'needs DATABASE_URL: the instances of a cluster share a PostgreSQL server' });
+  }
   if (config.turnUrls.length > 0 && !config.turnSecret) {
     context.addIssue({ code: 'custom', path: ['turnSecret'], message: 'is required with TABAGENT_TURN_URLS (the TURN server\'s shared secret)' });
   }
@@ -151,6 +174,9 @@ export type ConfigInput = z.input<typeof configSchema>;
 export const ENV_VARS = {
   host: 'HOST',
   port: 'PORT',
+  nodeId: 'TABAGENT_NODE_ID',
+  internalUrl: 'TABAGENT_INTERNAL_URL',
+  clusterSecret: 'TABAGENT_CLUSTER_SECRET',
   maxSessions: 'TABAGENT_MAX_SESSIONS',
   maxSessionsPerIp: 'TABAGENT_MAX_SESSIONS_PER_IP',
   inactivityTimeoutMs: 'TABAGENT_INACTIVITY_TIMEOUT_MS',
@@ -177,6 +203,7 @@ export const ENV_VARS = {
   bodyTimeoutMs: 'TABAGENT_BODY_TIMEOUT_MS',
   shutdownGraceMs: 'TABAGENT_SHUTDOWN_GRACE_MS',
   allowedOrigins: 'TABAGENT_ALLOWED_ORIGINS',
+  trustedProxies: 'TABAGENT_TRUSTED_PROXIES',
   allowedHosts: 'TABAGENT_ALLOWED_HOSTS',
   upstreamUrl: 'TABAGENT_UPSTREAM_URL',
   upstreamApiKey: 'TABAGENT_UPSTREAM_API_KEY',
@@ -206,6 +233,7 @@ export const ENV_VARS = {
 const fromText: Partial<Record<keyof Config, (text: string) => unknown>> = {
   iceServers: (text) => (text.trim().startsWith('[') ? JSON.parse(text) : splitList(text).map((urls) => ({ urls }))),
   allowedOrigins: splitList,
+  trustedProxies: splitList,
   allowedHosts: splitList,
   turnUrls: splitList,
   nativeAllowedOrigins: splitList,

@@ -136,7 +136,8 @@ export class TabAgentClient extends RequestChannel {
     try {
       return await openPeer(this.signaling, peerOptions, this.resumeToken, closeOld);
     } catch (error) {
-      if (appCodeOf(error) !== 'not_found') throw error;
+      // The session is gone (its server restarted, or in a cluster the instance holding it died): start anew.
+      if (appCodeOf(error) !== 'not_found' && appCodeOf(error) !== 'node_gone') throw error;
       return await openPeer(this.signaling, peerOptions, undefined, closeOld);
     }
   }

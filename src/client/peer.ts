@@ -51,7 +51,9 @@ export async function openPeer(
 
   const refusals = turnRefusals(pc);
   try {
-    const channel = serverChannel(pc, options.timeoutMs ?? 15_000, refusals);
+    const channel = serverChannel(pc, options.timeoutMs ?? 15_000, refusals, subscription.signal);
+    // Awaited last: a signaling step that fails first abandons it (its rejection then has no one to tell).
+    channel.catch(() => {});
     pc.onicecandidate = ({ candidate }) => {
       if (candidate) signaling.webrtc.ice.mutate({ sessionId, candidate: candidate.toJSON() }).catch(() => {});
     };
@@ -81,7 +83,7 @@ export async function openPeer(
  * Resolves with the server-created `tabagent` channel once it is open. If it does not open in time after a TURN
  * server refused this peer's credentials, that is the reason given: a relay that would not let the peer in.
  */
-function serverChannel(pc: RTCPeerConnection, timeoutMs: number, refusals: TurnRefusal[]): Promise<RTCDataChannel> {
+function serverChannel(pc: RTCPeerConnection, timeoutMs: number, refusals: TurnRefusal[], abandoned: AbortSignal): Promise<RTCDataChannel> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       const [refused] = refusals;
@@ -96,6 +98,7 @@ function serverChannel(pc: RTCPeerConnection, timeoutMs: number, refusals: TurnR
           : new AppError('timeout', `Data channel did not open within ${timeoutMs} ms`),
       );
     }, timeoutMs);
+    abandoned.addEventListener('abort', () => clearTimeout(timer), { once: true });
     pc.ondatachannel = ({ channel }) => {
       if (channel.label !== 'tabagent') return;
       const opened = () => {

@@ -6,6 +6,8 @@ import { cpu, gpus, memory, runtime } from './machine.ts';
 /** What the system handlers may read of the running server. */
 export interface ServerView {
   readonly version: string;
+  /** This instance's name (TABAGENT_NODE_ID): which one answered, behind a balancer. */
+  readonly nodeId: string;
   readonly stats: Stats;
   shuttingDown(): boolean;
   sessions(): { active: number; created: number; max: number; byState: Record<string, number> };
@@ -19,10 +21,12 @@ export function systemHandlers(server: ServerView) {
     health: () => ({
       status: server.shuttingDown() ? 'shutting_down' : 'ok',
       version: server.version,
+      node_id: server.nodeId,
       uptime_s: stats.uptimeSeconds(),
     }),
 
     system_info: async () => ({
+      node_id: server.nodeId,
       platform: os.platform(),
       arch: os.arch(),
       runtime: runtime(),

@@ -43,9 +43,9 @@ export async function handleRest(request: Request, path: string, ip: string, sig
         return json(await signaling.ice(input.sessionId, input.candidate));
       }
       case 'GET session':
-        return json(signaling.info(parse(sessionInput, 'session', { sessionId: pathId }).sessionId));
+        return json(await signaling.info(parse(sessionInput, 'session', { sessionId: pathId }).sessionId));
       case 'DELETE session':
-        return json(signaling.close(parse(sessionInput, 'session', { sessionId: pathId }).sessionId));
+        return json(await signaling.close(parse(sessionInput, 'session', { sessionId: pathId }).sessionId));
     }
     const allowed = ALLOWED_METHODS[route];
     if (!allowed) throw noRoute(method, path);
