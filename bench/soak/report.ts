@@ -18,6 +18,8 @@ export interface ServerReport {
   baseline: Snapshot;
   /** After the warm-up cycles, once everything had ended and been collected and the clients had gone. */
   warmup: Snapshot;
+  /** Half-way between the warm-up and the last cycle, likewise. */
+  middle: Snapshot;
   /** After the last cycle, likewise. */
   end: Snapshot;
   /** From the last cycle until everything had ended and been collected. */
@@ -43,7 +45,7 @@ export interface SoakResult {
 export function format({ ok, report, exit, checks }: SoakResult): string {
   const lines: string[] = [];
   if (report) {
-    const { options: o, outcomes, baseline, warmup, end } = report;
+    const { options: o, outcomes, baseline, warmup, middle, end } = report;
     lines.push(
       '',
       `soak: ${o.cycles} cycles (${o.warmupCycles} warm-up), ${o.concurrency} at once, ${percent(o.killFraction)} killed and ` +
@@ -54,7 +56,7 @@ export function format({ ok, report, exit, checks }: SoakResult): string {
       `  sessions of killed clients ended ${report.killedSessionsEndedMs.p50} ms (p50), ${report.killedSessionsEndedMs.max} ms (max) after the kill`,
       `  settled in ${report.settleMs} ms after the last cycle; shut down (streams running) in ${report.shutdownMs} ms; exited ${exit.afterReportMs ?? '?'} ms after`,
       row('', ['sessions', 'peers', 'uncoll.', 'flight', 'handles', 'timers', 'threads', 'fds', 'rss MiB', 'heap MiB', 'peer procs', 'threads', 'fds', 'rss MiB']),
-      ...([['before 1st cycle', baseline], ['after warm-up', warmup], ['end', end]] as const).map(([label, s]) =>
+      ...([['before 1st cycle', baseline], ['after warm-up', warmup], ['half-way', middle], ['end', end]] as const).map(([label, s]) =>
         row(label, [
           s.sessions, s.peersOpen, s.peersUncollected, s.inFlight, s.resources.length, s.timers, s.threads, s.fds, s.rssMiB, s.heapMiB,
           s.peerProcesses.count, s.peerProcesses.threads, s.peerProcesses.fds, s.peerProcesses.rssMiB,
