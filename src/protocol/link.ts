@@ -4,19 +4,20 @@
  */
 import { AppError, toAppError } from '../errors.ts';
 import {
+  ENVELOPE_PREFIX_BYTES,
   FRAGMENT_HEADER_BYTES,
   FRAME_ENVELOPE,
   FRAME_FRAGMENT,
   INNER_BINARY,
   INNER_TEXT,
-  Reassembler,
   decodeEnvelope,
   encodeEnvelope,
-  fragment,
+  envelopeHead,
+  fragments,
   utf8Length,
   type InnerKind,
-  type ReassemblyBudget,
 } from './framing.ts';
+import { Reassembler, type ReassemblyBudget } from './reassembler.ts';
 
 /** The part of a W3C RTCDataChannel the link uses. Handlers are properties: @roamhq/wrtc dispatches to them reliably. */
 export interface DataChannelLike {
@@ -138,13 +139,19 @@ export class ChannelLink {
     if (text.length * 3 <= limit || (text.length <= limit && utf8Length(text) <= limit)) {
       return this.#queued === 0 && this.#ready() ? this.#sendNow(text) : this.#enqueue([text]);
     }
-    return this.#enqueue(this.#fragments(encoder.encode(text), INNER_TEXT));
+    return this.#enqueue(this.#fragments([encoder.encode(text)], INNER_TEXT));
   }
 
-  /** Sends a JSON header with a binary payload as one envelope, fragmented when it exceeds one data-channel message. */
+  /**
+   * Sends a JSON header with a binary payload as one envelope, fragmented when it exceeds one data-channel message.
+   * A fragmented payload is read as its fragments go out, not copied first: leave it unchanged until this settles.
+   */
   sendBinary(headerJson: string, payload: Uint8Array): Promise<void> {
+    if (payload.length + ENVELOPE_PREFIX_BYTES + headerJson.length * 3 > this.#frameBytes) {
+      const head = envelopeHead(headerJson);
+      if (head.length + payload.length > this.#frameBytes) return this.#enqueue(this.#fragments([head, payload], INNER_BINARY));
+    }
     const envelope = encodeEnvelope(headerJson, payload);
-    if (envelope.length > this.#frameBytes) return this.#enqueue(this.#fragments(envelope, INNER_BINARY));
     return this.#queued === 0 && this.#ready() ? this.#sendNow(envelope) : this.#enqueue([envelope]);
   }
 
@@ -171,10 +178,10 @@ export class ChannelLink {
     this.channel.close();
   }
 
-  #fragments(bytes: Uint8Array, innerKind: InnerKind): Uint8Array<ArrayBuffer>[] {
+  #fragments(parts: Uint8Array[], innerKind: InnerKind): Iterable<Uint8Array<ArrayBuffer>> {
     const id = this.#nextMessageId;
     this.#nextMessageId = (id + 1) >>> 0;
-    return fragment(bytes, innerKind, id, this.#frameBytes);
+    return fragments(parts, innerKind, id, this.#frameBytes);
   }
 
   #ready(): boolean {
@@ -195,14 +202,14 @@ export class ChannelLink {
     return RESOLVED;
   }
 
-  #enqueue(frames: (string | Uint8Array<ArrayBuffer>)[]): Promise<void> {
+  #enqueue(frames: Iterable<string | Uint8Array<ArrayBuffer>>): Promise<void> {
     this.#queued++;
     const run = this.#tail.then(() => this.#writeAll(frames));
     this.#tail = run.then(noop, noop);
     return run;
   }
 
-  async #writeAll(frames: (string | Uint8Array<ArrayBuffer>)[]): Promise<void> {
+  async #writeAll(frames: Iterable<string | Uint8Array<ArrayBuffer>>): Promise<void> {
     try {
       for (const frame of frames) {
         if (!this.#ready()) await this.#writable();
