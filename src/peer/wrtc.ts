@@ -1,5 +1,5 @@
 import type { PeerFactory } from './factory.ts';
-import { reclaimClosedPeers } from './reclaim.ts';
+import { reclaimClosedPeer } from './reclaim.ts';
 import { ensureWrtcPatched } from './wrtc-patch.ts';
 
 // wrtc's loader picks its binary when wrtc is first loaded: the patched copy must be in place by then.
@@ -12,7 +12,7 @@ export const createWrtcPeer: PeerFactory = (config) => {
   const close = pc.close.bind(pc);
   pc.close = () => {
     close();
-    reclaimClosedPeers();
+    reclaimClosedPeer(pc);
   };
   return pc;
 };
