@@ -11,7 +11,7 @@ import { Caller } from '../src/dispatch.ts';
 import { ANONYMOUS_IDENTITY } from '../src/security/auth.ts';
 import { setLogLevel } from '../src/log.ts';
 import { openStore } from '../src/store/index.ts';
-import type { Action } from '../src/registry.ts';
+import type { Action } from '../src/protocol/registry.ts';
 import { storeBackends, type StoreBackend } from '../test/fixtures/store.ts';
 
 setLogLevel('warn');

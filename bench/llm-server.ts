@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
-import type { CallContext } from '../src/dispatch.ts';
+import type { CallContext } from '../src/protocol/handlers.ts';
 import { EmbeddedEngine } from '../src/engine/inference/embedded/index.ts';
 import { setLogLevel } from '../src/log.ts';
 import { modelsDirPath } from '../src/paths.ts';
-import { serveApp } from '../src/ws/serve.ts';
+import { serveApp } from '../src/serve.ts';
 
 export interface GenerationRequest {
   model: string;

@@ -12,7 +12,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { connect } from '../src/client/index.ts';
 import { setLogLevel } from '../src/log.ts';
-import { WebSocketClient } from '../src/ws/client.ts';
+import { WebSocketClient } from '../src/transports/websocket/client.ts';
 import { MODEL, MODELS_DIR } from '../test/fixtures/models.ts';
 import type { FromLlmServer, GenerationRequest, ToLlmServer } from './llm-server.ts';
 import { round } from './measure.ts';

@@ -14,7 +14,7 @@ import { createApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { setLogLevel } from '../src/log.ts';
 import { nativeSocketPath } from '../src/paths.ts';
-import { serveApp } from '../src/ws/serve.ts';
+import { serveApp } from '../src/serve.ts';
 import { echo } from './raw-echo.ts';
 import type { FromServer, ToServer } from './server-process.ts';
 import { procCpuMs, procRssBytes, procThreads, sleep } from './measure.ts';

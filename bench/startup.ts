@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { spawnNativeHost } from '../src/native/client.ts';
+import { spawnNativeHost } from '../src/transports/native/client.ts';
 import { builtPath } from '../src/paths.ts';
 import { buildNode } from '../scripts/build-node.ts';
 import { freePort } from '../test/fixtures/dev-server.ts';

@@ -2,7 +2,7 @@
  * `npm run bench:vectors`: the search index's exact in-memory scan against libSQL's own vector search, at 10k, 50k
  * and 100k chunks (512-dimensional vectors of the embedded hashed model over a Zipf-like vocabulary, as
  * bench:knowledge makes), so the choice between them rests on numbers from this machine:
- * - memory: `VectorIndex` (src/knowledge/vector-index.ts), the top 10 by cosine, brute force;
+ * - memory: `VectorIndex` (src/engine/knowledge/algorithms/vector-index.ts), the top 10 by cosine, brute force;
  * - SQL scan: `ORDER BY vector_distance_cos(...) LIMIT 10` over an `F32_BLOB(512)` column, exact;
  * - DiskANN: libSQL's approximate index (`libsql_vector_idx`, `vector_top_k`), with its recall@10 against exact.
  * Loading time is the cost of filling each: memory from vectors at hand, the SQL table and its index by inserts.
@@ -11,8 +11,8 @@ import Database from 'libsql';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { embedHashed } from '../src/knowledge/hashing-embedder.ts';
-import { VectorIndex } from '../src/knowledge/vector-index.ts';
+import { embedHashed } from '../src/engine/knowledge/algorithms/hashing-embedder.ts';
+import { VectorIndex } from '../src/engine/knowledge/algorithms/vector-index.ts';
 import { percentiles, round } from './measure.ts';
 
 const SIZES = (process.env.BENCH_VECTOR_SIZES ?? '10000,50000,100000').split(',').map(Number);

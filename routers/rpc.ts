@@ -1,6 +1,6 @@
 import type { TRPCMutationProcedure, TRPCQueryProcedure } from '@trpc/server';
 import { AppError } from '../src/errors.ts';
-import { actions, registry, specOf, type Action, type RequestInput, type ResponseOf } from '../src/registry.ts';
+import { actions, registry, specOf, type Action, type RequestInput, type ResponseOf } from '../src/protocol/registry.ts';
 import { procedure, router, type Context, type ErrorShape } from './trpc.ts';
 
 type Def<A extends Action> = { input: RequestInput<A>; output: ResponseOf<A>; meta: object; errorShape: ErrorShape };

@@ -3,7 +3,7 @@ import superjson, { type SuperJSONResult } from 'superjson';
 import type { Dispatcher, Caller } from '../src/dispatch.ts';
 import { AppError, type ErrorCode } from '../src/errors.ts';
 import { schemaError } from '../src/protocol/frames.ts';
-import type { Signaling } from '../src/signaling.ts';
+import type { Signaling } from '../src/signaling/service.ts';
 
 /** What every procedure can reach: the caller's address and the server's services. */
 export interface Context {

@@ -1,5 +1,5 @@
 import { tracked } from '@trpc/server';
-import { answerInput, eventsInput, iceInput, iceServersInput, offerInput, sessionInput } from '../src/protocol/signaling.ts';
+import { answerInput, eventsInput, iceInput, iceServersInput, offerInput, sessionInput } from '../src/signaling/schemas.ts';
 import { procedure, router } from './trpc.ts';
 
 /** Signaling: the server offers, the client answers, both trickle ICE; `events` streams the server's side. */
@@ -23,10 +23,10 @@ export const webrtcRouter = router({
    * send the API key, passes the offer's `eventsTicket` instead.
    */
   events: procedure.input(eventsInput).subscription(({ input, ctx, signal }) => {
-    const session = ctx.signaling.following(input.sessionId, input.ticket);
     const after = Number(input.lastEventId ?? 0) || 0;
+    const events = ctx.signaling.events({ sessionId: input.sessionId, ticket: input.ticket, after }, signal);
     return (async function* () {
-      for await (const { id, event } of session.events.follow(after, signal)) yield tracked(String(id), event);
+      for await (const { id, event } of events) yield tracked(String(id), event);
     })();
   }),
 });

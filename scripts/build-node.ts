@@ -11,7 +11,7 @@ const root = repositoryRoot();
 const ENTRIES: Record<keyof typeof BUILT, string> = {
   server: 'src/main.ts',
   peerProcess: 'src/peer/process/host.ts',
-  nativeHost: 'src/native/relay-main.ts',
+  nativeHost: 'src/transports/native/relay-main.ts',
 };
 
 export async function buildNode(): Promise<string[]> {

@@ -3,18 +3,20 @@ import { fetchRequestHandler } from '@trpc/server/adapters/fetch';
 import { appRouter } from '../routers/index.ts';
 import { toTRPCError } from '../routers/trpc.ts';
 import type { Config } from './config.ts';
-import { Caller, Dispatcher, type Handlers } from './dispatch.ts';
+import { Caller, Dispatcher } from './dispatch.ts';
+import type { Handlers } from './protocol/handlers.ts';
 import { createHandlers, memorySettings, paramsStore } from './engine/index.ts';
 import { EmbeddedEngine } from './engine/inference/embedded/index.ts';
 import { chooseBackend, createInferenceEngine } from './engine/inference/index.ts';
 import { Upstream } from './engine/inference/upstream/client.ts';
 import { createKnowledgeEngine } from './engine/knowledge/index.ts';
+import { INTERNAL_PATH, type Cluster } from './cluster/index.ts';
 import { AppError } from './errors.ts';
 import { corsHeaders, isOriginAllowed, preflightHeaders } from './http/cors.ts';
 import { errorResponse, json } from './http/json.ts';
 import { limitBody, limitNesting } from './http/limit.ts';
-import { handleRest, REST_PREFIX } from './http/rest.ts';
-import { NativeEndpoint } from './native/endpoint.ts';
+import { handleRest, REST_PREFIX } from './signaling/rest.ts';
+import { NativeEndpoint } from './transports/native/endpoint.ts';
 import { loadPeerFactory } from './peer/backend.ts';
 import { modelsDirPath } from './paths.ts';
 import { PeerCount } from './peer/count.ts';
@@ -22,15 +24,17 @@ import type { PeerFactory } from './peer/factory.ts';
 import { fdBudget, openFileLimit, withFdBudget } from './peer/fd-budget.ts';
 import { PeerProcessPool } from './peer/process/pool.ts';
 import { MAX_NESTING_DEPTH } from './protocol/frames.ts';
-import { ApiKeys, type Identity } from './security/auth.ts';
+import { ApiKeys } from './security/auth.ts';
+import type { Identity } from './protocol/handlers.ts';
+import { clientAddress } from './security/client-address.ts';
 import { HostAllowlist } from './security/hosts.ts';
 import { SessionRate } from './security/rate-limit.ts';
 import { SessionManager } from './session/manager.ts';
-import { Signaling } from './signaling.ts';
+import { Signaling } from './signaling/service.ts';
 import { Stats } from './stats.ts';
 import type { Store } from './store/types.ts';
-import { WEBSOCKET_PATH, WebSocketEndpoint } from './ws/endpoint.ts';
-import { authorizationFromSubprotocols } from './ws/subprotocol.ts';
+import { WEBSOCKET_PATH, WebSocketEndpoint } from './transports/websocket/endpoint.ts';
+import { authorizationFromSubprotocols } from './transports/websocket/subprotocol.ts';
 
 export const VERSION = '0.1.0';
 /** A tRPC body's nesting bound: a request's own (MAX_NESTING_DEPTH) plus room for the batch and superjson wrappers. */
@@ -52,6 +56,8 @@ export interface AppDeps {
    * knowledge types answer `backend_unavailable`. The caller opens and closes it.
    */
   store?: Store;
+  /** With several instances on one database: the cluster this one joins (src/cluster/; main.ts opens it). */
+  cluster?: Cluster;
 }
 
 export interface App {
@@ -66,7 +72,7 @@ export interface App {
   /** Graceful shutdown: tells every channel, lets in-flight requests finish within the grace, closes every peer. */
   close(graceMs?: number): Promise<void>;
   readonly sessions: SessionManager;
-  /** WebSocket sockets (`GET /v1/ws`; mounted by `serveApp` in src/ws/serve.ts). */
+  /** WebSocket sockets (`GET /v1/ws`; mounted by `serveApp` in src/serve.ts). */
   readonly websockets: WebSocketEndpoint;
   /** Native messaging ports that native hosts relay here (its socket is opened by main.ts). */
   readonly native: NativeEndpoint;
@@ -93,6 +99,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     createHandlers({
       server: {
         version: VERSION,
+        nodeId: config.nodeId,
         stats,
         shuttingDown: () => closing !== undefined,
         sessions: () => sessions.summary(),
@@ -100,11 +107,9 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
         peers: () => ({ open: peers.open, uncollected: peers.uncollected }),
       },
       params,
-      engines: {
-        ...createInferenceEngine({ backend, settings, params }),
-        ...(deps.store && createKnowledgeEngine({ store: deps.store, backend, embeddingModel: config.embeddingModel })),
-        ...deps.engines,
-      },
+      inference: createInferenceEngine({ backend, settings, params }),
+      knowledge: deps.store && createKnowledgeEngine({ store: deps.store, backend, embeddingModel: config.embeddingModel }),
+      overrides: deps.engines,
     }),
     stats,
   );
@@ -122,8 +127,8 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     if (!localPeers) throw new Error(`The ${config.peerBackend} peer backend is not loaded: await app.start() before serving`);
     return localPeers(rtcConfig);
   });
-  sessions = new SessionManager(config, { createPeer: peers.track(createPeer), dispatcher, stats, sessionRate });
-  const signaling = new Signaling(sessions, config, undefined);
+  sessions = new SessionManager(config, { createPeer: peers.track(createPeer), dispatcher, stats, sessionRate, cluster: deps.cluster?.hooks });
+  const signaling = new Signaling(sessions, config, undefined, deps.cluster?.remote);
   const websockets = new WebSocketEndpoint(config, { dispatcher, stats, sessionRate });
   const native = new NativeEndpoint(config, { dispatcher, stats });
   /** tRPC `rpc.*` callers, one per API key: `stop_generation` and `halt_status` see that key's requests only. */
@@ -136,13 +141,14 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
   };
   const apiKeys = new ApiKeys(config.apiKeys, config.adminKeys);
   const hosts = new HostAllowlist(config.allowedHosts);
+  const trustedProxies = new Set(config.trustedProxies);
 
   /**
    * Every route but `GET /` and `GET /health` (and CORS preflights, answered before) needs the API key when keys
    * are configured, in the `Authorization` header, never in a URL. tRPC checks it in its context, so tRPC clients get a tRPC error
    * (`appCode: 'unauthorized'`); a lone `webrtc.events` subscription may come without it, as an EventSource cannot
    * send headers, and shows the session's events ticket instead; a browser's WebSocket offers it as a subprotocol
-   * (src/ws/subprotocol.ts). The rest check it here, before routing.
+   * (src/transports/websocket/subprotocol.ts). The rest check it here, before routing.
    */
   async function route(request: Request, ip: string): Promise<Response> {
     const path = new URL(request.url).pathname;
@@ -154,6 +160,8 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     if (path === '/health' && request.method === 'GET') {
       return closing ? json({ status: 'shutting_down' }, 503) : json({ status: 'ok', version: VERSION });
     }
+    // Another instance of the cluster, forwarding signaling for a session this one holds (its own secret, no key).
+    if (deps.cluster && path === INTERNAL_PATH && request.method === 'POST') return deps.cluster.serve(request, signaling);
     if (path === '/trpc' || path.startsWith('/trpc/')) {
       // Signaling bodies are small (an SDP is a few KiB); rpc.* calls may carry as much as a data-channel message.
       const signalingOnly = path.slice('/trpc/'.length).split(',').every((procedure) => procedure.startsWith('webrtc.'));
@@ -209,7 +217,8 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
         return errorResponse(new AppError('forbidden', `Origin ${origin} is not allowed; add it to TABAGENT_ALLOWED_ORIGINS`));
       }
       if (request.method === 'OPTIONS') return new Response(null, { status: 204, headers: origin ? preflightHeaders(origin) : {} });
-      const response = await route(request, info.ip ?? 'unknown').catch(errorResponse);
+      const ip = clientAddress(info.ip ?? 'unknown', request.headers.get('x-forwarded-for'), trustedProxies);
+      const response = await route(request, ip).catch(errorResponse);
       if (origin) for (const [name, value] of Object.entries(corsHeaders(origin))) response.headers.set(name, value);
       // A body refused for its size is left unread (see limit.ts), so its connection cannot carry another request:
       // kept alive, Node resets it under the client's next one. Closing it sends that request on a fresh one.

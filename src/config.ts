@@ -1,10 +1,20 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { MIN_KEY_LENGTH, parseKeysFile } from './security/auth.ts';
+import { randomBytes } from 'node:crypto';
 import { DEFAULT_DATA_DIR } from './paths.ts';
-import { HOST_ENTRY } from './security/hosts.ts';
 
 const MiB = 1024 * 1024;
+
+/** What a node id may be (src/cluster/): short, lowercase, safe in ids, URLs and logs. */
+export const NODE_ID = /^[a-z0-9][a-z0-9-]{0,31}$/;
+/** A node id for an instance that was given none. */
+const randomNodeId = () => randomBytes(4).toString('hex');
+
+/** Shorter API keys are refused at startup: a key is a password nobody types, so it can be long. */
+export const MIN_KEY_LENGTH = 16;
+
+/** What TABAGENT_ALLOWED_HOSTS entries look like: `*`, a name, or `.` and a domain (src/security/hosts.ts). */
+const HOST_ENTRY = /^(\*|\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)$/i;
 
 const iceServer = z.object({
   urls: z.union([z.string(), z.array(z.string())]),
@@ -24,6 +34,15 @@ export type PeerBackend = (typeof PEER_BACKENDS)[number];
 export const configSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** This instance's name among several (src/cluster/): it starts every session id and resume token. */
+  nodeId: z.string().regex(NODE_ID, 'must be 1 to 32 lowercase letters, digits or dashes').default(randomNodeId),
+  /** Where the other instances reach this one; default `http://<HOST>:<PORT>` (the address it listens on). */
+  internalUrl: z.url({ protocol: /^https?$/ }).optional(),
+  /**
+   * The secret instances share to forward signaling to each other; set, with DATABASE_URL, the instance joins the
+   * cluster of those on that database (see docs/DEPLOYMENT.md).
+   */
+  clusterSecret: z.string().min(16, 'must be at least 16 characters').optional(),
   maxSessions: z.coerce.number().int().positive().default(100),
   maxSessionsPerIp: z.coerce.number().int().positive().default(5),
   /** A session with no signaling call and no data-channel message for this long is closed. */
@@ -52,7 +71,7 @@ export const configSchema = z.object({
   peerFdBudget: z.coerce.number().int().positive().optional(),
   /** A peer process silent this long (a ping unanswered) is killed and replaced; its sessions resume on the new one. */
   peerHeartbeatTimeoutMs: z.coerce.number().int().positive().default(10_000),
-  /** The WebRTC stack the server's peers run on, wherever they run (see README, Speed, for how the two compare). */
+  /** The WebRTC stack the server's peers run on, wherever they run (docs/PEERS.md compares the two). */
   peerBackend: z.enum(PEER_BACKENDS).default('wrtc'),
   iceServers: z.array(iceServer).default([]),
   /** TURN servers handed out with ephemeral credentials from `turnSecret` (coturn's `use-auth-secret`). */
@@ -76,6 +95,11 @@ export const configSchema = z.object({
   bodyTimeoutMs: z.coerce.number().int().positive().default(30_000),
   /** On shutdown, how long in-flight requests may run before they are cancelled. */
   shutdownGraceMs: z.coerce.number().int().min(0).default(10_000),
+  /**
+   * Proxies (balancers) whose `X-Forwarded-For` names the client, by address: the per-address limits then count
+   * the client's address, not the proxy's (src/security/client-address.ts).
+   */
+  trustedProxies: z.array(z.union([z.ipv4(), z.ipv6()], 'each entry must be an IP address')).default([]),
   /** Browser origins allowed besides `chrome-extension://` ones (listing some of those allows only them); `*`: any. */
   allowedOrigins: z.array(z.string()).default([]),
   /**
@@ -117,7 +141,7 @@ export const configSchema = z.object({
   modelMmap: z.enum(['on', 'off']).default('off'),
   /** CPU threads per generation; default half the cores (llama.cpp slows down badly on cores shared with the server). */
   llamaThreads: z.coerce.number().int().min(1).max(256).optional(),
-  /** `auto` uses a GPU build where one is installed and works (see README, GPU builds); `off`: CPU only. */
+  /** `auto` uses a GPU build where one is installed and works (docs/INFERENCE.md, "GPU builds"); `off`: CPU only. */
   llamaGpu: z.enum(['auto', 'off', 'cuda', 'vulkan', 'metal']).default('auto'),
   /** Where `pull_model` finds `owner/repo/file.gguf` (Hugging Face's layout: `<hub>/<owner>/<repo>/resolve/main/<file>`). */
   modelHubUrl: z.url({ protocol: /^https?$/ }).default('https://huggingface.co'),
@@ -128,13 +152,16 @@ export const configSchema = z.object({
   nativeAllowedOrigins: z
     .array(z.string().regex(/^chrome-extension:\/\/[a-p]{32}\/$/, 'each origin must be chrome-extension://<32-letter extension id>/'))
     .default([]),
-  /** API keys clients must send as `Authorization: Bearer <key>`; none: no authentication (see README, Security). */
+  /** API keys clients must send as `Authorization: Bearer <key>`; none: no authentication (docs/SECURITY.md). */
   apiKeys: z.array(z.string().min(MIN_KEY_LENGTH, `each key must be at least ${MIN_KEY_LENGTH} characters`)).default([]),
   /** A file of more keys, one per line, read once at startup. */
   apiKeysFile: z.string().min(1).optional(),
   /** Keys that may also change what every caller shares (server params, models); they need not be in `apiKeys`. */
   adminKeys: z.array(z.string().min(MIN_KEY_LENGTH, `each key must be at least ${MIN_KEY_LENGTH} characters`)).default([]),
 }).superRefine((config, context) => {
+  if (config.clusterSecret && !config.databaseUrl) {
+    context.addIssue({ code: 'custom', path: ['clusterSecret'], message: 'needs DATABASE_URL: the instances of a cluster share a PostgreSQL server' });
+  }
   if (config.turnUrls.length > 0 && !config.turnSecret) {
     context.addIssue({ code: 'custom', path: ['turnSecret'], message: 'is required with TABAGENT_TURN_URLS (the TURN server\'s shared secret)' });
   }
@@ -143,10 +170,13 @@ export const configSchema = z.object({
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 
-/** Environment variable of each setting: the one place that names them (the README's table follows it). */
+/** Environment variable of each setting: the one place that names them (docs/CONFIGURATION.md's table follows it). */
 export const ENV_VARS = {
   host: 'HOST',
   port: 'PORT',
+  nodeId: 'TABAGENT_NODE_ID',
+  internalUrl: 'TABAGENT_INTERNAL_URL',
+  clusterSecret: 'TABAGENT_CLUSTER_SECRET',
   maxSessions: 'TABAGENT_MAX_SESSIONS',
   maxSessionsPerIp: 'TABAGENT_MAX_SESSIONS_PER_IP',
   inactivityTimeoutMs: 'TABAGENT_INACTIVITY_TIMEOUT_MS',
@@ -173,6 +203,7 @@ export const ENV_VARS = {
   bodyTimeoutMs: 'TABAGENT_BODY_TIMEOUT_MS',
   shutdownGraceMs: 'TABAGENT_SHUTDOWN_GRACE_MS',
   allowedOrigins: 'TABAGENT_ALLOWED_ORIGINS',
+  trustedProxies: 'TABAGENT_TRUSTED_PROXIES',
   allowedHosts: 'TABAGENT_ALLOWED_HOSTS',
   upstreamUrl: 'TABAGENT_UPSTREAM_URL',
   upstreamApiKey: 'TABAGENT_UPSTREAM_API_KEY',
@@ -202,6 +233,7 @@ export const ENV_VARS = {
 const fromText: Partial<Record<keyof Config, (text: string) => unknown>> = {
   iceServers: (text) => (text.trim().startsWith('[') ? JSON.parse(text) : splitList(text).map((urls) => ({ urls }))),
   allowedOrigins: splitList,
+  trustedProxies: splitList,
   allowedHosts: splitList,
   turnUrls: splitList,
   nativeAllowedOrigins: splitList,
@@ -250,4 +282,12 @@ function readKeysFile(file: string): string[] {
   const short = keys.findIndex((key) => key.length < MIN_KEY_LENGTH);
   if (short >= 0) throw new Error(`Invalid ${name}: key ${short + 1} in ${file} is shorter than ${MIN_KEY_LENGTH} characters`);
   return keys;
+}
+
+/** A keys file: one key per line; blank lines and lines starting with `#` are ignored (a key may contain `#`). */
+export function parseKeysFile(text: string): string[] {
+  return text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
 }

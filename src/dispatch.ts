@@ -1,54 +1,15 @@
 import { AppError, toAppError } from './errors.ts';
-import type { EventData, EventName } from './protocol/events.ts';
 import { errorFrame, type DecodedRequest, type ErrorFrame } from './protocol/frames.ts';
-import { registry, specOf, type Action, type HandlerResult, type RequestParams } from './registry.ts';
+import type { CallContext, Emit, Handler, Handlers, Identity, InFlight, RequestOwner } from './protocol/handlers.ts';
+import { registry, specOf, type Action, type RequestParams } from './protocol/registry.ts';
 import { log } from './log.ts';
-import type { Identity } from './security/auth.ts';
 import type { Stats } from './stats.ts';
-
-/** Fields of a streaming `chunk` frame; `delta` is the text the chunk adds. */
-export type ChunkFields = { delta: string } & Record<string, unknown>;
-
-/** Where a request's chunk and event frames go while it runs. Must not throw. */
-export type Emit = (frame: Record<string, unknown>) => void;
-
-export interface CallContext {
-  readonly requestId: string;
-  readonly action: Action;
-  /** Aborted by `stop_generation`, a closed channel or session, or shutdown. Pass it to every upstream call. */
-  readonly signal: AbortSignal;
-  readonly caller: Caller;
-  /** Whose stored data (history, documents, settings) this request reads and writes: the caller's key id. */
-  readonly owner: string;
-  /** Binary payload that came with the request, if any. */
-  readonly attachment?: Uint8Array;
-  chunk(fields: ChunkFields): void;
-  event<E extends EventName>(name: E, data: EventData<E>): void;
-  /** Sends bytes with the final answer (as a binary envelope on the data channel). */
-  attach(bytes: Uint8Array): void;
-}
-
-export type Handler<A extends Action> = (
-  params: RequestParams<A>,
-  ctx: CallContext,
-) => Promise<HandlerResult<A>> | HandlerResult<A>;
-
-export type Handlers = { [A in Action]: Handler<A> };
-
-export interface InFlight {
-  readonly requestId: string;
-  readonly action: Action;
-  readonly startedAt: number;
-  readonly cancellation: Cancellation;
-  /** The transport-side owner (a channel), so closing it cancels exactly its requests. */
-  readonly origin?: object;
-}
 
 /**
  * Whoever sends requests: a session, a WebSocket, a native messaging port, or the tRPC callers of one key. Owns its
  * in-flight requests, and acts as its `identity`.
  */
-export class Caller {
+export class Caller implements RequestOwner {
   readonly inFlight = new Map<string, InFlight>();
   private nextId = 0;
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Group, RequestSpec } from './protocol/define.ts';
-import { actions, specOf, type Action } from './registry.ts';
+import { actions, specOf, type Action } from './protocol/registry.ts';
 
 type JsonSchema = {
   /** Several types for a nullable field: `['boolean', 'null']`. */
@@ -88,7 +88,7 @@ export function renderRequestTypes(): string {
   const parts = [
     '# Request types',
     '',
-    '<!-- Generated from src/registry.ts by `npm run docs`; do not edit by hand. -->',
+    '<!-- Generated from src/protocol/registry.ts by `npm run docs`; do not edit by hand. -->',
     '',
     `${actions.length} request types. On a data channel send \`{ "request_id"?, "action": "<name>", ...params }\`;`,
     'over tRPC call `rpc.<name>` with the params. Errors are `{ request_id, type: "error", code, message, details? }`',

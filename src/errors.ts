@@ -11,6 +11,8 @@ export const ERROR_CODES = {
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,
+  /** In a cluster: the instance that held the session is gone (stopped, or dead); a new session works. */
+  node_gone: 404,
   method_not_allowed: 405,
   conflict: 409,
   payload_too_large: 413,

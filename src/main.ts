@@ -1,21 +1,22 @@
 /**
  * The server entry: `npm start` (Node: `node --import tsx src/main.ts`) or `deno task dev` (Deno). Reads config
  * from the environment, serves the fetch handler and the native socket, shuts down gracefully on SIGINT/SIGTERM.
- * `--native-host` is the native messaging host instead, a relay to this server (src/native/relay.ts), and
+ * `--native-host` is the native messaging host instead, a relay to this server (src/transports/native/relay.ts), and
  * `--install-native-host` registers that host (docs/NATIVE_MESSAGING.md).
  */
 import { rmSync, writeFileSync } from 'node:fs';
 import { createApp, type App } from './app.ts';
+import { Cluster } from './cluster/index.ts';
 import { loadConfig } from './config.ts';
-import { installNativeHost } from './native/install.ts';
-import { nativeMode, STARTED_BY_HOST } from './native/mode.ts';
-import { runRelay } from './native/relay.ts';
+import { installNativeHost } from './transports/native/install.ts';
+import { nativeMode, STARTED_BY_HOST } from './transports/native/mode.ts';
+import { runRelay } from './transports/native/relay.ts';
 import { nativeSocketPath, serverPidPath } from './paths.ts';
 import { openStore } from './store/index.ts';
 import { log } from './log.ts';
 import { isLoopbackBind } from './security/hosts.ts';
-import { WEBSOCKET_PATH } from './ws/endpoint.ts';
-import { serveApp } from './ws/serve.ts';
+import { WEBSOCKET_PATH } from './transports/websocket/endpoint.ts';
+import { serveApp } from './serve.ts';
 
 const args = process.argv.slice(2);
 const mode = nativeMode(args);
@@ -27,7 +28,9 @@ if (mode === 'install') process.exit(await installNativeHost(config, args));
 const store = await orCannotStart(() =>
   openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, busyTimeoutMs: config.storeBusyTimeoutMs }),
 );
-const app = createApp(config, { store });
+const { clusterSecret, databaseUrl } = config;
+const cluster = clusterSecret && databaseUrl ? await orCannotStart(() => Cluster.open({ ...config, clusterSecret, databaseUrl })) : undefined;
+const app = createApp(config, { store, cluster });
 // The peer backend loads (in its peer processes, or in this one) before the port opens, so the first offer does
 // not wait for it, and a backend that cannot load here stops the start, saying why.
 await orCannotStart(() => app.start());
@@ -44,8 +47,11 @@ let nativeSocket: string | undefined;
 process.on('SIGINT', () => void stop('SIGINT'));
 process.on('SIGTERM', () => void stop('SIGTERM'));
 nativeSocket = await listenNative(app);
+// The other instances forward signaling here: the address given, else the one this server listens on.
+await cluster?.join(config.internalUrl ?? new URL(server.url!).origin, () => app.sessions.size);
 // The address as bound: PORT=0 takes a free port, which clients (and the log's readers) need to know.
 log.info(`tabagent-webrtc listening on ${new URL(server.url!).origin}`, {
+  node: config.nodeId,
   trpc: '/trpc',
   rest: '/v1/webrtc/',
   websocket: WEBSOCKET_PATH,
@@ -67,8 +73,10 @@ async function stop(why: string): Promise<void> {
   }
   stoppingSince = Date.now();
   log.info(`${why}: shutting down`, { grace_ms: config.shutdownGraceMs });
+  await cluster?.drain();
   await app.close();
   await server.close(true);
+  await cluster?.close();
   await store.close();
   if (nativeSocket) rmSync(serverPidPath(config.dataDir), { force: true });
   log.info('stopped');

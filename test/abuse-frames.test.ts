@@ -13,9 +13,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { TabAgent } from '../src/client/index.ts';
 import { isErrorCode } from '../src/errors.ts';
-import { decodeEnvelope as decodeNativeEnvelope, isEnvelope } from '../src/native/envelope.ts';
-import { spawnNativeHost, type NativeHostClient } from '../src/native/client.ts';
-import { encodeLength, encodeNativeMessage, NativeMessageReader, type NativeInput } from '../src/native/framing.ts';
+import { decodeEnvelope as decodeNativeEnvelope, isEnvelope } from '../src/transports/native/envelope.ts';
+import { spawnNativeHost, type NativeHostClient } from '../src/transports/native/client.ts';
+import { encodeLength, encodeNativeMessage, NativeMessageReader, type NativeInput } from '../src/transports/native/framing.ts';
 import { decodeFrame, decodeRequestObject, MAX_NESTING_DEPTH, type DecodeResult, type InboundFrame } from '../src/protocol/frames.ts';
 import {
   FRAME_ENVELOPE,
@@ -29,9 +29,9 @@ import {
 } from '../src/protocol/framing.ts';
 import { Reassembler } from '../src/protocol/reassembler.ts';
 import { ChannelLink, type DataChannelLike } from '../src/protocol/link.ts';
-import { registry, type Action } from '../src/registry.ts';
-import { WebSocketClient } from '../src/ws/client.ts';
-import { WEBSOCKET_PATH } from '../src/ws/endpoint.ts';
+import { registry, type Action } from '../src/protocol/registry.ts';
+import { WebSocketClient } from '../src/transports/websocket/client.ts';
+import { WEBSOCKET_PATH } from '../src/transports/websocket/endpoint.ts';
 import { Rng, fuzzSeed, mutateRequest, mutateText, randomJson } from './fixtures/fuzz.ts';
 import { opened, rawPeer, type RawPeer } from './fixtures/raw-peer.ts';
 import { startServer, until, type TestServer } from './fixtures/server.ts';

@@ -6,7 +6,7 @@ import type { AppError } from '../src/client/index.ts';
 import type { TabAgentClient } from '../src/client/index.ts';
 import { createSignalingClient } from '../src/client/signaling.ts';
 import type { ConfigInput } from '../src/config.ts';
-import type { Handlers } from '../src/dispatch.ts';
+import type { Handlers } from '../src/protocol/handlers.ts';
 import { FRAME_FRAGMENT, INNER_TEXT, encodeEnvelope, encodeFragment, fragment } from '../src/protocol/framing.ts';
 import { FrameInbox, opened } from './fixtures/raw-peer.ts';
 import { startServer, until, type TestServer } from './fixtures/server.ts';

@@ -1,6 +1,6 @@
 /**
- * The README's Configuration table is what operators read to set the server up: it names every variable the
- * config reads (src/config.ts ENV_VARS), and none it does not.
+ * docs/CONFIGURATION.md's table is what operators read to set the server up: it names every variable the config
+ * reads (src/config.ts ENV_VARS), and none it does not.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -12,10 +12,9 @@ const test = suite('configuration docs');
 /** Read outside the config, by src/log.ts, before anything else runs. */
 const READ_ELSEWHERE = ['LOG_LEVEL'];
 
-test("the README's Configuration table lists every environment variable the server reads, and only those", () => {
-  const readme = readFileSync(path.join(import.meta.dirname, '../README.md'), 'utf8');
-  const section = readme.split('\n## Configuration\n')[1]?.split('\n## ')[0] ?? '';
-  const rows = section.split('\n').filter((line) => line.startsWith('| `'));
+test('docs/CONFIGURATION.md lists every environment variable the server reads, and only those', () => {
+  const page = readFileSync(path.join(import.meta.dirname, '../docs/CONFIGURATION.md'), 'utf8');
+  const rows = page.split('\n').filter((line) => line.startsWith('| `'));
   const documented = rows.flatMap((row) => [...row.split('|')[1].matchAll(/`([A-Z][A-Z0-9_]*)`/g)].map((match) => match[1]));
   const read = Object.values(ENV_VARS);
   assert.equal(read.filter((name) => !documented.includes(name)), [], 'read but not documented');

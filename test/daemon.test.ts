@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnNativeHost } from '../src/native/client.ts';
+import { spawnNativeHost } from '../src/transports/native/client.ts';
 import { nativeSocketPath, serverPidPath } from '../src/paths.ts';
 import { createSignalingClient } from '../src/client/signaling.ts';
 import { freePort, sleep, startDevServer, withTimeout } from './fixtures/dev-server.ts';

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect } from '../src/client/index.ts';
-import { WebSocketClient } from '../src/ws/client.ts';
+import { WebSocketClient } from '../src/transports/websocket/client.ts';
 import { MODEL, MODELS_DIR } from './fixtures/models.ts';
 import { spawnSync } from 'node:child_process';
 import { DENO, startDevServer, withTimeout } from './fixtures/dev-server.ts';

@@ -4,7 +4,7 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { CallContext } from '../src/dispatch.ts';
+import type { CallContext } from '../src/protocol/handlers.ts';
 import { EmbeddedEngine } from '../src/engine/inference/embedded/index.ts';
 import { chooseBackend } from '../src/engine/inference/select.ts';
 import { Upstream } from '../src/engine/inference/upstream/client.ts';

@@ -11,9 +11,9 @@ import superjson from 'superjson';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { AppRouter } from '../routers/index.ts';
-import { spawnNativeHost, type Frame } from '../src/native/client.ts';
+import { spawnNativeHost, type Frame } from '../src/transports/native/client.ts';
 import { openStore } from '../src/store/index.ts';
-import { WebSocketClient } from '../src/ws/client.ts';
+import { WebSocketClient } from '../src/transports/websocket/client.ts';
 import { ask, MODEL, startModelServer } from './fixtures/models.ts';
 import type { TestServer } from './fixtures/server.ts';
 

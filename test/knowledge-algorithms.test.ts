@@ -1,13 +1,13 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AppError } from '../src/errors.ts';
-import { Bm25Index } from '../src/knowledge/bm25.ts';
-import { reciprocalRankFusion } from '../src/knowledge/fusion.ts';
-import { embedHashed, HASHED_MODEL } from '../src/knowledge/hashing-embedder.ts';
-import { kmeans, mulberry32, representativeTerms } from '../src/knowledge/kmeans.ts';
-import { retrievalMetrics } from '../src/knowledge/metrics.ts';
-import { chunkText, tokenize } from '../src/knowledge/text.ts';
-import { cosine, VectorIndex } from '../src/knowledge/vector-index.ts';
+import { Bm25Index } from '../src/engine/knowledge/algorithms/bm25.ts';
+import { reciprocalRankFusion } from '../src/engine/knowledge/algorithms/fusion.ts';
+import { embedHashed, HASHED_MODEL } from '../src/engine/knowledge/algorithms/hashing-embedder.ts';
+import { kmeans, mulberry32, representativeTerms } from '../src/engine/knowledge/algorithms/kmeans.ts';
+import { retrievalMetrics } from '../src/engine/knowledge/algorithms/metrics.ts';
+import { chunkText, tokenize } from '../src/engine/knowledge/algorithms/text.ts';
+import { cosine, VectorIndex } from '../src/engine/knowledge/algorithms/vector-index.ts';
 
 const close = (actual: number, expected: number, eps = 1e-6) =>
   assert.ok(Math.abs(actual - expected) < eps, `expected ${expected}, got ${actual}`);

@@ -2,9 +2,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AppError, createSignalingClient } from '../src/client/index.ts';
-import { spawnNativeHost } from '../src/native/client.ts';
+import { spawnNativeHost } from '../src/transports/native/client.ts';
 import { RateLimiter, TokenBucket } from '../src/security/rate-limit.ts';
-import { WebSocketClient, type Answer } from '../src/ws/client.ts';
+import { WebSocketClient, type Answer } from '../src/transports/websocket/client.ts';
 import { startServer } from './fixtures/server.ts';
 
 const test = suite('rate limits');

@@ -7,7 +7,7 @@ import http from 'node:http';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadConfig } from '../src/config.ts';
-import { actions, registry } from '../src/registry.ts';
+import { actions, registry } from '../src/protocol/registry.ts';
 import { HostAllowlist, hostName } from '../src/security/hosts.ts';
 import { openStore } from '../src/store/index.ts';
 import type { Store } from '../src/store/types.ts';

@@ -2,8 +2,11 @@ import { TRPCClientError } from '@trpc/client';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { AppRouter } from '../routers/index.ts';
+import wrtc from '@roamhq/wrtc';
+import { openPeer } from '../src/client/peer.ts';
 import { createSignalingClient, type SignalingClient } from '../src/client/signaling.ts';
 import type { ConfigInput } from '../src/config.ts';
+import { sleep } from './fixtures/dev-server.ts';
 import { FrameInbox, opened, rawPeer, type RawPeer } from './fixtures/raw-peer.ts';
 import { startServer, until, type TestServer } from './fixtures/server.ts';
 import { openSse, sseData, subscriptionUrl, type SseEvent, type SseStream } from './fixtures/sse.ts';
@@ -82,7 +85,7 @@ async function healthOver(channel: RTCDataChannel, requestId: string): Promise<R
   return inbox.exchange(JSON.stringify({ action: 'health', request_id: requestId }), (f) => f.request_id === requestId);
 }
 
-test('an offer has a 128-bit random session id, the server candidates inline, the ICE servers and a Date expiry', () =>
+test('an offer has a session id of its node and 128 random bits, the server candidates inline, the ICE servers and a Date expiry', () =>
   withServer(async ({ api }) => {
     const before = Date.now();
     const offers = [];
@@ -103,8 +106,11 @@ test('an offer has a 128-bit random session id, the server candidates inline, th
     assert.match(first.offerSdp, /m=application .* webrtc-datachannel/);
     for (const { sessionId, offerSdp } of offers) {
       assert.match(offerSdp, /a=candidate:/, 'every offer carries its candidates');
-      assert.match(sessionId, /^[A-Za-z0-9_-]+$/, 'session id is base64url');
-      assert.ok(sessionId.length >= 22, `session id ${sessionId} carries at least 128 bits (22 base64url chars)`);
+      // `<node>.<random>`: the node that holds it (for the instances of a cluster), then the capability itself.
+      const [node, random] = sessionId.split('.');
+      assert.match(node, /^[a-z0-9][a-z0-9-]*$/, 'the node id');
+      assert.match(random, /^[A-Za-z0-9_-]+$/, 'the random part is base64url');
+      assert.ok(random.length >= 22, `session id ${sessionId} carries at least 128 random bits (22 base64url chars)`);
     }
     assert.is(new Set(offers.map((o) => o.sessionId)).size, 50, '50 offers, 50 distinct ids');
   }),
@@ -282,6 +288,38 @@ test('a garbage answer SDP is BAD_REQUEST invalid_request, and the session still
     assert.is((await healthOver(await peer.channel(), 'after-garbage')).status, 'ok');
   }),
 );
+
+test('an answer that fails (the session gone meanwhile) fails the open, and nothing rejects later unheard', () =>
+  withServer(async ({ server, api }) => {
+    const unheard: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unheard.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      // The session is closed between the offer and the answer, as when the instance holding it dies.
+      const { answer, ice, close } = api.webrtc;
+      const closing = {
+        webrtc: {
+          answer,
+          ice,
+          close,
+          offer: {
+            mutate: async (input: Parameters<typeof api.webrtc.offer.mutate>[0]) => {
+              const offer = await api.webrtc.offer.mutate(input);
+              await api.webrtc.close.mutate({ sessionId: offer.sessionId });
+              return offer;
+            },
+          },
+        },
+      } as unknown as SignalingClient;
+      const failed = await rejection(openPeer(closing, { RTCPeerConnection: wrtc.RTCPeerConnection, timeoutMs: 200, followEvents: false }), 'open');
+      expectError(failed, 'NOT_FOUND', 'not_found', 'the answer');
+      await sleep(400);
+      assert.equal(unheard, [], 'no rejection left behind once the data channel\'s wait ran out');
+      assert.is(server.app.sessions.size, 0);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  }));
 
 test('ICE for an unknown session is NOT_FOUND / not_found', () =>
   withServer(async ({ api }) => {

@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { openStore } from '../src/store/index.ts';
 import type { SqlStore } from '../src/store/sql-store.ts';
 import type { Store, StoredChunk } from '../src/store/types.ts';
-import { WebSocketClient } from '../src/ws/client.ts';
+import { WebSocketClient } from '../src/transports/websocket/client.ts';
 import { startDevServer, withTimeout } from './fixtures/dev-server.ts';
 import { applyWrite, writeOf } from './fixtures/store-writes.ts';
 

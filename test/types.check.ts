@@ -7,7 +7,8 @@ import { createTRPCClient, httpLink } from '@trpc/client';
 import superjson from 'superjson';
 import type { AppRouter } from '../routers/index.ts';
 import type { ConnectionState, TabAgent, TabAgentClient } from '../src/client/index.ts';
-import type { Action, RequestInput, ResponseOf } from '../src/registry.ts';
+import type { Action, RequestInput, ResponseOf } from '../src/protocol/registry.ts';
+import type { EngineHandlers } from '../src/protocol/handlers.ts';
 
 declare const client: TabAgentClient;
 
@@ -94,3 +95,13 @@ export async function trpcClient() {
 type Assert<T extends true> = T;
 export type InputsAreParams = Assert<RequestInput<'embeddings'> extends { input: string | string[] } ? true : false>;
 export type EveryActionAnswers = Assert<ResponseOf<Action>['type'] extends string ? true : false>;
+
+/** An engine is as complete as the registry says: a request type its declaration gives it must have a handler. */
+export function engineCompleteness(knowledge: EngineHandlers<'knowledge'>) {
+  const { rag_query: _missing, ...withoutOne } = knowledge;
+  // @ts-expect-error rag_query is declared with engine 'knowledge': an engine without its handler does not compile
+  const incomplete: EngineHandlers<'knowledge'> = withoutOne;
+  // @ts-expect-error chat is the inference engine's, not the knowledge engine's
+  const misplaced: EngineHandlers<'knowledge'>['chat'] = knowledge.rag_query;
+  return [incomplete, misplaced];
+}

@@ -4,8 +4,8 @@ import * as assert from 'uvu/assert';
 import type { App } from '../src/app.ts';
 import type { ConfigInput } from '../src/config.ts';
 import { encodeEnvelope, encodeFragment } from '../src/protocol/framing.ts';
-import { WebSocketClient, type Frame } from '../src/ws/client.ts';
-import { WEBSOCKET_PATH } from '../src/ws/endpoint.ts';
+import { WebSocketClient, type Frame } from '../src/transports/websocket/client.ts';
+import { WEBSOCKET_PATH } from '../src/transports/websocket/endpoint.ts';
 import { fakeInference } from './fixtures/engine.ts';
 import { startServer, until } from './fixtures/server.ts';
 

@@ -1,5 +1,5 @@
 /**
- * Regression test for wrtc's send-versus-remote-close race (README, "wrtc's send race"): a peer that sends while
+ * Regression test for wrtc's send-versus-remote-close race (docs/DESIGN.md, "wrtc's send race"): a peer that sends while
  * the remote peer closes abruptly used to die with SIGSEGV in RTCDataChannel::Send, about 20 times in 100 cycles.
  * Bare wrtc on both sides, in two processes of their own (test/fixtures/send-race-peer.ts), over loopback.
  *

@@ -9,7 +9,7 @@
 import { createApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import { setLogLevel } from '../../src/log.ts';
-import { serveApp } from '../../src/ws/serve.ts';
+import { serveApp } from '../../src/serve.ts';
 import { startUpstream } from '../../test/fixtures/upstream.ts';
 import { ClientPool, type Outcome } from './clients.ts';
 import { Reclaims } from './reclaims.ts';

@@ -1,4 +1,4 @@
-import { spawnNativeHost } from '../../src/native/client.ts';
+import { spawnNativeHost } from '../../src/transports/native/client.ts';
 import { procCpuMs, procRssBytes } from '../measure.ts';
 import type { BenchServer } from '../server-process.ts';
 import type { BenchSession, Transport } from './types.ts';

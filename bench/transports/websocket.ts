@@ -1,4 +1,4 @@
-import { WebSocketClient } from '../../src/ws/client.ts';
+import { WebSocketClient } from '../../src/transports/websocket/client.ts';
 import type { BenchServer } from '../server-process.ts';
 import type { BenchSession, Transport } from './types.ts';
 

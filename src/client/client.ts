@@ -1,7 +1,7 @@
 import { AppError, isErrorCode } from '../errors.ts';
 import type { EventData, EventName } from '../protocol/events.ts';
 import { ChannelLink, DEFAULT_MAX_MESSAGE_SIZE, type Inbound } from '../protocol/link.ts';
-import type { Action, RequestInput, ResponseOf, StreamingAction } from '../registry.ts';
+import type { Action, RequestInput, ResponseOf, StreamingAction } from '../protocol/registry.ts';
 import { ChunkQueue } from './stream.ts';
 
 /** A `chunk` frame of a streaming request; `index` counts a request's chunks from 0. */

@@ -1,6 +1,6 @@
 import { AppError } from '../errors.ts';
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../protocol/link.ts';
-import type { Action, ResponseOf } from '../registry.ts';
+import type { Action, ResponseOf } from '../protocol/registry.ts';
 import { RequestChannel, type ParamsArgs } from './client.ts';
 import { openPeer, type Peer, type PeerOptions } from './peer.ts';
 import { createSignalingClient, hasEventSource, type SignalingClient, type SignalingOptions } from './signaling.ts';
@@ -136,7 +136,8 @@ export class TabAgentClient extends RequestChannel {
     try {
       return await openPeer(this.signaling, peerOptions, this.resumeToken, closeOld);
     } catch (error) {
-      if (appCodeOf(error) !== 'not_found') throw error;
+      // The session is gone (its server restarted, or in a cluster the instance holding it died): start anew.
+      if (appCodeOf(error) !== 'not_found' && appCodeOf(error) !== 'node_gone') throw error;
       return await openPeer(this.signaling, peerOptions, undefined, closeOld);
     }
   }

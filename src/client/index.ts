@@ -3,6 +3,6 @@ export { connect, TabAgentClient, type ActionMethods, type ConnectOptions, type 
 export { RequestChannel, type CallOptions, type Chunk, type ConnectionState, type Streamed } from './client.ts';
 export { createSignalingClient, type SignalingClient, type SignalingOptions } from './signaling.ts';
 export { AppError, type ErrorCode } from '../errors.ts';
-export type { Action, RequestInput, ResponseOf, StreamingAction } from '../registry.ts';
+export type { Action, RequestInput, ResponseOf, StreamingAction } from '../protocol/registry.ts';
 export type { EventName, EventData } from '../protocol/events.ts';
 export type { AppRouter } from '../../routers/index.ts';

@@ -49,8 +49,11 @@ export async function openPeer(
   const pc = new PeerConnection({ iceServers: options.iceServers ?? offer.iceServers });
   const subscription = new AbortController();
 
+  const refusals = turnRefusals(pc);
   try {
-    const channel = serverChannel(pc, options.timeoutMs ?? 15_000);
+    const channel = serverChannel(pc, options.timeoutMs ?? 15_000, refusals, subscription.signal);
+    // Awaited last: a signaling step that fails first abandons it (its rejection then has no one to tell).
+    channel.catch(() => {});
     pc.onicecandidate = ({ candidate }) => {
       if (candidate) signaling.webrtc.ice.mutate({ sessionId, candidate: candidate.toJSON() }).catch(() => {});
     };
@@ -76,10 +79,26 @@ export async function openPeer(
   }
 }
 
-/** Resolves with the server-created `tabagent` channel once it is open. */
-function serverChannel(pc: RTCPeerConnection, timeoutMs: number): Promise<RTCDataChannel> {
+/**
+ * Resolves with the server-created `tabagent` channel once it is open. If it does not open in time after a TURN
+ * server refused this peer's credentials, that is the reason given: a relay that would not let the peer in.
+ */
+function serverChannel(pc: RTCPeerConnection, timeoutMs: number, refusals: TurnRefusal[], abandoned: AbortSignal): Promise<RTCDataChannel> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new AppError('timeout', `Data channel did not open within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => {
+      const [refused] = refusals;
+      reject(
+        refused
+          ? new AppError(
+              'unauthorized',
+              `The data channel did not open: TURN server ${refused.url} refused the credentials (${refused.code} ${refused.text}); ` +
+                "the server's TABAGENT_TURN_SECRET must be the TURN server's shared secret",
+              { details: { turn: refused } },
+            )
+          : new AppError('timeout', `Data channel did not open within ${timeoutMs} ms`),
+      );
+    }, timeoutMs);
+    abandoned.addEventListener('abort', () => clearTimeout(timer), { once: true });
     pc.ondatachannel = ({ channel }) => {
       if (channel.label !== 'tabagent') return;
       const opened = () => {
@@ -90,6 +109,25 @@ function serverChannel(pc: RTCPeerConnection, timeoutMs: number): Promise<RTCDat
       else channel.onopen = opened;
     };
   });
+}
+
+interface TurnRefusal {
+  url: string;
+  code: number;
+  text: string;
+}
+
+/** STUN/TURN error codes that mean "not these credentials": Unauthorized, Forbidden, Wrong Credentials. */
+const CREDENTIALS_REFUSED = new Set([401, 403, 441]);
+
+/** The TURN servers that refused this peer's credentials, as the peer reports them (icecandidateerror). */
+function turnRefusals(pc: RTCPeerConnection): TurnRefusal[] {
+  const refusals: TurnRefusal[] = [];
+  pc.addEventListener('icecandidateerror', (event) => {
+    const { url, errorCode: code, errorText: text } = event as RTCPeerConnectionIceErrorEvent;
+    if (/^turns?:/.test(url) && CREDENTIALS_REFUSED.has(code) && !refusals.some((r) => r.url === url)) refusals.push({ url, code, text });
+  });
+  return refusals;
 }
 
 /**

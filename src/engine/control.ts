@@ -1,6 +1,6 @@
 import { AppError } from '../errors.ts';
-import type { Handlers, InFlight } from '../dispatch.ts';
-import { specOf } from '../registry.ts';
+import type { Handlers, InFlight } from '../protocol/handlers.ts';
+import { specOf } from '../protocol/registry.ts';
 
 const isGeneration = (request: InFlight) => specOf(request.action).streams === true;
 
@@ -23,4 +23,4 @@ export const controlHandlers = {
       .map((r) => ({ request_id: r.requestId, action: r.action, elapsed_ms: now - r.startedAt }));
     return { generating: [...caller.inFlight.values()].some(isGeneration), in_flight };
   },
-} satisfies Pick<Handlers, 'stop_generation' | 'halt_status'>;
+} satisfies Partial<Handlers>;

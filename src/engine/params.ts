@@ -1,4 +1,4 @@
-import type { Handlers } from '../dispatch.ts';
+import type { Handlers } from '../protocol/handlers.ts';
 import type { ServerParams } from '../protocol/requests/system.ts';
 import { SHARED, type Settings } from './settings.ts';
 
@@ -18,7 +18,7 @@ export function paramsStore(settings: Settings): ParamsStore {
 }
 
 /** Shared by every caller (only an admin may set them); writes are serialized so concurrent merges never lose a field. */
-export function paramsHandlers(store: ParamsStore): Pick<Handlers, 'get_params' | 'set_params'> {
+export function paramsHandlers(store: ParamsStore) {
   let writes = Promise.resolve();
   return {
     get_params: async () => ({ params: await store.get() }),
@@ -34,5 +34,5 @@ export function paramsHandlers(store: ParamsStore): Pick<Handlers, 'get_params' 
       );
       return write;
     },
-  };
+  } satisfies Partial<Handlers>;
 }

@@ -1,11 +1,13 @@
 import os from 'node:os';
-import type { Handlers } from '../dispatch.ts';
+import type { Handlers } from '../protocol/handlers.ts';
 import type { Stats } from '../stats.ts';
 import { cpu, gpus, memory, runtime } from './machine.ts';
 
 /** What the system handlers may read of the running server. */
 export interface ServerView {
   readonly version: string;
+  /** This instance's name (TABAGENT_NODE_ID): which one answered, behind a balancer. */
+  readonly nodeId: string;
   readonly stats: Stats;
   shuttingDown(): boolean;
   sessions(): { active: number; created: number; max: number; byState: Record<string, number> };
@@ -13,16 +15,18 @@ export interface ServerView {
   peers(): { open: number; uncollected: number };
 }
 
-export function systemHandlers(server: ServerView): Pick<Handlers, 'health' | 'system_info' | 'get_stats' | 'get_resources' | 'echo'> {
+export function systemHandlers(server: ServerView) {
   const { stats } = server;
   return {
     health: () => ({
       status: server.shuttingDown() ? 'shutting_down' : 'ok',
       version: server.version,
+      node_id: server.nodeId,
       uptime_s: stats.uptimeSeconds(),
     }),
 
     system_info: async () => ({
+      node_id: server.nodeId,
       platform: os.platform(),
       arch: os.arch(),
       runtime: runtime(),
@@ -60,5 +64,5 @@ export function systemHandlers(server: ServerView): Pick<Handlers, 'health' | 's
       if (attachment) attach(attachment);
       return { data, attachment_bytes: attachment?.byteLength ?? 0 };
     },
-  };
+  } satisfies Partial<Handlers>;
 }

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { AppError } from '../errors.ts';
 import type { PeerFactory } from './factory.ts';
 
-/** What each peer is counted as, by how far it got (measured: README, "File descriptors"). */
+/** What each peer is counted as, by how far it got (measured: docs/DESIGN.md, "File descriptors"). */
 export const FDS_PER_PEER = { unconnected: 100, connected: 20 } as const;
 /** What a process holds besides its peers: the runtime, its pipes, wrtc's shared threads and sockets. */
 export const FD_RESERVE = 128;

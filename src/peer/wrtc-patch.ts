@@ -1,6 +1,6 @@
 /**
  * A binary fix for a data race in @roamhq/wrtc 0.10.0 that crashes the process holding the peers, until wrtc
- * ships its own (README, "wrtc's send race"; drop this file and its callers then).
+ * ships its own (docs/DESIGN.md, "wrtc's send race"; drop this file and its callers then).
  *
  * The race: when the remote peer aborts, libwebrtc's signaling thread runs RTCDataChannel::OnStateChange →
  * CleanupInternals, which clears the channel's `_jingleDataChannel` pointer without a lock, while `send()` on the
@@ -165,7 +165,7 @@ export function ensureWrtcPatched(): PatchOutcome {
     process.env[REPORTED] = outcome.status;
     if (outcome.status === 'patched') log.info('wrote wrtc with the send-race fix', { binary: outcome.binary });
     else if (outcome.status !== 'already patched') {
-      log.warn(`wrtc runs unpatched: ${outcome.detail}. A client that closes its peer while the server sends can crash the peer process (see README, "wrtc's send race")`);
+      log.warn(`wrtc runs unpatched: ${outcome.detail}. A client that closes its peer while the server sends can crash the peer process (see docs/DESIGN.md, "wrtc's send race")`);
     }
   }
   return outcome;

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { AppError, type ErrorCode } from '../errors.ts';
 import { log } from '../log.ts';
-import { actionFromPascalCase, isAction, registry, type Action } from '../registry.ts';
+import { actionFromPascalCase, isAction, registry, type Action } from './registry.ts';
 
 /** A request that passed decoding and its type's input schema. */
 export interface DecodedRequest {

@@ -5,14 +5,9 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { AppError } from '../errors.ts';
+import type { Identity } from '../protocol/handlers.ts';
 
-/** Who is calling. */
-export interface Identity {
-  /** The key's id, or `ANONYMOUS`: the owner of the sessions it opens and of the data it stores. */
-  readonly id: string;
-  /** May change what every caller shares (server params, models): an admin key, or anyone when keys are off. */
-  readonly admin: boolean;
-}
+export type { Identity } from '../protocol/handlers.ts';
 
 /** The id of everyone when no keys are configured (and of every row stored before keys were). */
 export const ANONYMOUS = 'anonymous';
@@ -21,8 +16,6 @@ export const ANONYMOUS = 'anonymous';
  * manifest's `allowed_origins` can start.
  */
 export const ANONYMOUS_IDENTITY: Identity = Object.freeze({ id: ANONYMOUS, admin: true });
-/** Shorter keys are refused at startup: a key is a password nobody types, so it can be long. */
-export const MIN_KEY_LENGTH = 16;
 
 export class ApiKeys {
   readonly #keys: { digest: Buffer; identity: Identity }[];
@@ -80,14 +73,6 @@ export function keyId(key: string): string {
 export function bearerToken(authorization: string | null | undefined): string | undefined {
   const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization ?? '');
   return match?.[1];
-}
-
-/** A keys file: one key per line; blank lines and lines starting with `#` are ignored (a key may contain `#`). */
-export function parseKeysFile(text: string): string[] {
-  return text
-    .split(/\r?\n/)
-    .map((line) => line.trim())
-    .filter((line) => line !== '' && !line.startsWith('#'));
 }
 
 function sha256(text: string): Buffer {

@@ -10,9 +10,6 @@
  */
 import { isIP } from 'node:net';
 
-/** What TABAGENT_ALLOWED_HOSTS entries look like: `*`, a name, or `.` and a domain. */
-export const HOST_ENTRY = /^(\*|\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)$/i;
-
 export class HostAllowlist {
   readonly #names: Set<string>;
   readonly #domains: string[];

@@ -1,4 +1,3 @@
-import type { Config } from '../config.ts';
 import { AppError } from '../errors.ts';
 
 /**
@@ -88,8 +87,9 @@ export class SessionRate {
 export class MessageRate {
   private readonly bucket: TokenBucket | undefined;
 
-  constructor({ messageBurst, messageRatePerSecond }: Pick<Config, 'messageBurst' | 'messageRatePerSecond'>) {
-    this.bucket = messageRatePerSecond > 0 ? new TokenBucket(messageBurst, messageRatePerSecond) : undefined;
+  /** `perSecond` messages a second, `burst` at once above it; a rate of 0 turns the budget off. */
+  constructor({ perSecond, burst }: { perSecond: number; burst: number }) {
+    this.bucket = perSecond > 0 ? new TokenBucket(burst, perSecond) : undefined;
   }
 
   take(): AppError | undefined {

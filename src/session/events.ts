@@ -13,17 +13,29 @@ export interface NumberedEvent {
 
 const MAX_EVENTS = 256;
 
+/** Told of each event as it is logged, and of the log's end (the cluster passes them to other nodes). */
+export type EventListener = (change: { numbered: NumberedEvent } | { end: true }) => void;
+
 export class EventLog {
   private readonly events: NumberedEvent[] = [];
   private nextId = 1;
   private ended = false;
   private wake: Array<() => void> = [];
 
+  constructor(private readonly listener?: EventListener) {}
+
   push(event: SignalEvent): void {
     if (this.ended) return;
-    this.events.push({ id: this.nextId++, event });
+    const numbered = { id: this.nextId++, event };
+    this.events.push(numbered);
     if (this.events.length > MAX_EVENTS) this.events.shift();
+    this.listener?.({ numbered });
     this.notify();
+  }
+
+  /** The events after `afterId` kept so far, and whether the log has ended: what a follower elsewhere starts from. */
+  since(afterId: number): { events: NumberedEvent[]; ended: boolean } {
+    return { events: this.events.filter((e) => e.id > afterId), ended: this.ended };
   }
 
   /** The server candidates logged so far (end-of-candidates markers left out). */
@@ -41,7 +53,9 @@ export class EventLog {
 
   /** No more events will come; followers finish after what is logged. */
   end(): void {
+    if (this.ended) return;
     this.ended = true;
+    this.listener?.({ end: true });
     this.notify();
   }
 

@@ -1,9 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import type { Config } from '../config.ts';
 import type { Dispatcher } from '../dispatch.ts';
 import { shutdownNotice } from '../protocol/events.ts';
 import { AppError } from '../errors.ts';
-import { ANONYMOUS_IDENTITY, sameSecret, type Identity } from '../security/auth.ts';
+import { idOnNode } from './ids.ts';
+import { ANONYMOUS_IDENTITY, sameSecret } from '../security/auth.ts';
+import type { Identity } from '../protocol/handlers.ts';
 import { MessageRate, type SessionRate } from '../security/rate-limit.ts';
 import { log, redact } from '../log.ts';
 import { iceServersFor } from '../peer/ice-servers.ts';
@@ -12,8 +13,8 @@ import { ReassemblyBudget } from '../protocol/reassembler.ts';
 import type { PeerFactory } from '../peer/factory.ts';
 import type { Stats } from '../stats.ts';
 import { serveChannel } from './serve.ts';
-import { Session } from './session.ts';
-import { normalizeCandidate, type CandidateInput } from './candidates.ts';
+import { Session, type SessionOptions } from './session.ts';
+import { normalizeCandidate, type CandidateInput } from '../protocol/candidates.ts';
 
 export interface ManagerDeps {
   createPeer: PeerFactory;
@@ -21,6 +22,17 @@ export interface ManagerDeps {
   stats: Stats;
   /** New sessions per address, shared with the WebSocket endpoint. */
   sessionRate: SessionRate;
+  /** With several instances on one database: the cluster's side of sessions (src/cluster/). */
+  cluster?: ClusterHooks;
+}
+
+/** What the cluster needs of sessions: its limits over every node, its directory, and their events for other nodes. */
+export interface ClusterHooks {
+  /** Admits a new session into the cluster's directory, or throws the AppError of the cluster's limit it breaks. */
+  admit(session: { id: string; ip: string; owner: string }): Promise<void>;
+  /** A session admitted here has ended (or was refused after all); resolves once the directory forgot it. */
+  closed(id: string): Promise<void>;
+  events: SessionOptions['onEvents'];
 }
 
 /**
@@ -42,6 +54,8 @@ export class SessionManager {
   private readonly byResumeToken = new Map<string, Session>();
   private readonly perIp = new Map<string, number>();
   private readonly answering = new Set<Session>();
+  /** Ended sessions the cluster's directory is still forgetting. */
+  private readonly leavingCluster = new Map<string, Promise<void>>();
   /** Sessions whose offer is being made. */
   private readonly offering = new Set<Session>();
   /** Client candidates applied, or being applied, to each server peer (a resume's new peer starts at 0). */
@@ -66,27 +80,34 @@ export class SessionManager {
   async create(options: { clientId?: string; ip: string; trickle?: boolean; identity?: Identity }): Promise<{ session: Session; offerSdp: string }> {
     if (!this.accepting) throw new AppError('shutting_down', 'Server is shutting down; try again shortly');
     this.deps.sessionRate.admit(options.ip);
-    if (this.sessions.size >= this.config.maxSessions && !this.evictSuspended(() => true)) {
-      throw new AppError('server_busy', `Server has its maximum of ${this.config.maxSessions} sessions; try again later`);
-    }
-    if ((this.perIp.get(options.ip) ?? 0) >= this.config.maxSessionsPerIp && !this.evictSuspended((s) => s.ip === options.ip)) {
-      throw new AppError('session_limit', `This address already has ${this.config.maxSessionsPerIp} sessions; close one first`);
+    this.admit(options.ip);
+    const id = idOnNode(this.config.nodeId, 18);
+    if (this.deps.cluster) {
+      await this.deps.cluster.admit({ id, ip: options.ip, owner: (options.identity ?? ANONYMOUS_IDENTITY).id });
+      // Others here may have taken a slot meanwhile: from here on nothing awaits until the session holds its own.
+      try {
+        this.admit(options.ip);
+      } catch (refused) {
+        void this.deps.cluster.closed(id);
+        throw refused;
+      }
     }
 
-    const id = randomBytes(18).toString('base64url');
     const pc = this.newPeer();
     const session = new Session(
       {
         id,
         clientId: options.clientId ?? id,
         ip: options.ip,
+        nodeId: this.config.nodeId,
         identity: options.identity ?? ANONYMOUS_IDENTITY,
         maxInFlight: this.config.maxInFlightPerSession,
         resumeGraceMs: this.config.resumeGraceMs,
         resumeBufferBytes: this.config.resumeBufferBytes,
-        messageRate: new MessageRate(this.config),
+        messageRate: new MessageRate({ perSecond: this.config.messageRatePerSecond, burst: this.config.messageBurst }),
         reassembly: new ReassemblyBudget(this.config.maxMessageBytes),
         onClosed: (s) => this.forget(s),
+        onEvents: this.deps.cluster?.events,
       },
       pc,
       Date.now() + this.config.offerTtlMs,
@@ -350,8 +371,29 @@ export class SessionManager {
     }
   }
 
+  /** Whether this instance takes a new session from `ip` now; throws the AppError that refuses it. */
+  private admit(ip: string): void {
+    if (!this.accepting) throw new AppError('shutting_down', 'Server is shutting down; try again shortly');
+    if (this.sessions.size >= this.config.maxSessions && !this.evictSuspended(() => true)) {
+      throw new AppError('server_busy', `Server has its maximum of ${this.config.maxSessions} sessions; try again later`);
+    }
+    if ((this.perIp.get(ip) ?? 0) >= this.config.maxSessionsPerIp && !this.evictSuspended((s) => s.ip === ip)) {
+      throw new AppError('session_limit', `This address already has ${this.config.maxSessionsPerIp} sessions; close one first`);
+    }
+  }
+
+  /** Resolves once the cluster no longer counts the ended session `id` (at once without a cluster). */
+  async forgotten(id: string): Promise<void> {
+    await this.leavingCluster.get(id);
+  }
+
   private forget(session: Session): void {
     if (this.sessions.get(session.id) !== session) return;
+    const leaving = this.deps.cluster?.closed(session.id);
+    if (leaving) {
+      this.leavingCluster.set(session.id, leaving);
+      void leaving.finally(() => this.leavingCluster.delete(session.id));
+    }
     this.sessions.delete(session.id);
     this.byResumeToken.delete(session.resumeToken);
     const left = (this.perIp.get(session.ip) ?? 1) - 1;

@@ -1,4 +1,5 @@
-import type { Dispatcher, Emit, FinalAnswer } from '../dispatch.ts';
+import type { Dispatcher, FinalAnswer } from '../dispatch.ts';
+import type { Emit } from '../protocol/handlers.ts';
 import { AppError } from '../errors.ts';
 import { log, redact } from '../log.ts';
 import { decodeFrame, errorFrame, requestIdOf, undeliverable, type ResumeFrame } from '../protocol/frames.ts';

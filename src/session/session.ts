@@ -4,9 +4,10 @@ import { AppError } from '../errors.ts';
 import { log, redact } from '../log.ts';
 import type { ReassemblyBudget } from '../protocol/reassembler.ts';
 import type { ChannelLink } from '../protocol/link.ts';
-import type { Identity } from '../security/auth.ts';
+import type { Identity } from '../protocol/handlers.ts';
 import type { MessageRate } from '../security/rate-limit.ts';
-import { EventLog } from './events.ts';
+import { EventLog, type EventListener } from './events.ts';
+import { idOnNode } from './ids.ts';
 import { Outbox } from './outbox.ts';
 
 /**
@@ -36,6 +37,8 @@ export interface SessionInfo {
 
 export interface SessionOptions {
   id: string;
+  /** The node (instance) that holds it: its resume token names it too, for the others to route to. */
+  nodeId: string;
   clientId: string;
   ip: string;
   /** The identity that created it: only it may signal on it or resume it, and its requests act as it. */
@@ -51,6 +54,8 @@ export interface SessionOptions {
   reassembly: ReassemblyBudget;
   /** The session ended (after `close`): forget it. */
   onClosed(session: Session): void;
+  /** Told of its signaling events, whichever peer they are about (the cluster passes them to other nodes). */
+  onEvents?(session: Session, change: Parameters<EventListener>[0]): void;
 }
 
 /**
@@ -65,7 +70,7 @@ export class Session {
   /** The id of the identity that created it. */
   readonly owner: string;
   /** A secret for `webrtc.offer({ resumeToken })`: whoever holds it may give this session a new peer. */
-  readonly resumeToken = randomBytes(24).toString('base64url');
+  readonly resumeToken: string;
   /**
    * A secret that lets its holder follow this session's `webrtc.events` and nothing else: an EventSource cannot send
    * the API key in a header, and a key must never sit in a URL. It ends with the session.
@@ -85,7 +90,7 @@ export class Session {
   remoteCandidates = 0;
   /** The current peer, its signaling events and its offer's deadline; a resume replaces all three. */
   pc!: RTCPeerConnection;
-  events = new EventLog();
+  events: EventLog;
   expiresAt = 0;
   /** The server's `tabagent` channel on the current peer: where resumable requests are answered. */
   primary: ChannelLink | undefined;
@@ -103,6 +108,8 @@ export class Session {
     this.clientId = options.clientId;
     this.ip = options.ip;
     this.owner = options.identity.id;
+    this.resumeToken = idOnNode(options.nodeId, 24);
+    this.events = this.newEventLog();
     this.caller = new Caller(options.id, options.identity, options.maxInFlight);
     this.messageRate = options.messageRate;
     this.reassembly = options.reassembly;
@@ -216,11 +223,16 @@ export class Session {
     this.suspendTimer = undefined;
     this.dropPeer();
     this.events.end();
-    this.events = new EventLog();
+    this.events = this.newEventLog();
     this.earlyCandidates = [];
     this.pc = pc;
     this.expiresAt = expiresAt;
     this.setState('waiting_for_answer');
+  }
+
+  private newEventLog(): EventLog {
+    const { onEvents } = this.options;
+    return new EventLog(onEvents && ((change) => onEvents(this, change)));
   }
 
   /** Closes the current peer and its channels; requests that came on them are the caller's to cancel or keep. */

@@ -105,4 +105,36 @@ export const POSTGRES_MIGRATIONS = [
       ALTER TABLE deletions ALTER COLUMN owner DROP DEFAULT;
     `,
   },
+  {
+    version: 3,
+    name: 'the cluster directory: nodes and the sessions they hold',
+    // Several instances on one database (src/cluster/): each node's heartbeat and load, and each session's node,
+    // address and owner, so that any node can route a session's signaling to its owner and count an address's
+    // sessions over the cluster. Rows go with their session, and with a node that stops heartbeating.
+    sql: `
+      CREATE TABLE cluster_nodes (
+        id text PRIMARY KEY,
+        url text NOT NULL,
+        sessions int NOT NULL DEFAULT 0,
+        draining boolean NOT NULL DEFAULT false,
+        started_at timestamptz NOT NULL DEFAULT now(),
+        heartbeat_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE TABLE cluster_sessions (
+        id text PRIMARY KEY,
+        node_id text NOT NULL,
+        ip text NOT NULL,
+        owner text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX cluster_sessions_ip ON cluster_sessions (ip);
+      CREATE INDEX cluster_sessions_node ON cluster_sessions (node_id);
+      -- New sessions per address, over the cluster: rate-limiter-flexible's table, in its own shape.
+      CREATE TABLE cluster_rate_limits (
+        key varchar(255) PRIMARY KEY,
+        points integer NOT NULL DEFAULT 0,
+        expire bigint
+      );
+    `,
+  },
 ] as const;

@@ -8,7 +8,7 @@
  * native path does not have, and both paths are then timed from the same JavaScript context.
  */
 import { connect, type TabAgentClient } from '../../../src/client/index.ts';
-import { FragmentAssembler, isFragmentFrame } from '../../../src/native/fragments.ts';
+import { FragmentAssembler, isFragmentFrame } from '../../../src/transports/native/fragments.ts';
 import { loadSettings } from './settings.ts';
 
 export interface BenchOptions {

@@ -3,7 +3,7 @@
  * engine embedded in this process (`embedded/`). Handlers resolve a request's defaults, check it, and call one
  * backend; each backend says in its own terms how to run it. Neither handler nor backend asks which one it has.
  */
-import type { CallContext } from '../../dispatch.ts';
+import type { CallContext } from '../../protocol/handlers.ts';
 import type { ChatMessage, ResponseFormat, Tool, ToolCall, ToolChoice } from '../../protocol/requests/messages.ts';
 import type { Model } from '../../protocol/requests/models.ts';
 import type { ModelFacts } from './memory.ts';

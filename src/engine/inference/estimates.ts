@@ -1,4 +1,4 @@
-import type { Handlers } from '../../dispatch.ts';
+import type { Handlers } from '../../protocol/handlers.ts';
 import { AppError } from '../../errors.ts';
 import { gpus, memory } from '../machine.ts';
 import type { InferenceDeps } from './context.ts';
@@ -7,7 +7,7 @@ import { estimateMemory, type ModelFacts } from './memory.ts';
 import { parseParameterCount, parseQuantization } from './quantization.ts';
 
 /** Memory estimates from what the backend knows of a model (Ollama, a GGUF file), else from its name (`llama3.1:8b-q4_K_M`). */
-export function estimateHandlers({ backend }: InferenceDeps): Pick<Handlers, 'estimate_memory' | 'check_compatibility'> {
+export function estimateHandlers({ backend }: InferenceDeps) {
   async function factsOf(model: string, signal: AbortSignal): Promise<ModelFacts> {
     const fromName: ModelFacts = { model, parameterCount: parseParameterCount(model), quantization: parseQuantization(model) };
     try {
@@ -31,5 +31,5 @@ export function estimateHandlers({ backend }: InferenceDeps): Pick<Handlers, 'es
       // The facts let it name a smaller quantization that would fit, when this one does not.
       return checkCompatibility(estimateMemory(facts, { quantization }), { totalBytes, freeBytes, gpus: await gpus() }, facts);
     },
-  };
+  } satisfies Partial<Handlers>;
 }

@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import type { Handlers } from '../../dispatch.ts';
+import type { Handlers } from '../../protocol/handlers.ts';
 import { AppError } from '../../errors.ts';
 import type { ChatMessage, Tool, ToolChoice } from '../../protocol/requests/messages.ts';
 import type { InferenceBackend, Sampling } from './backend.ts';
@@ -88,7 +88,7 @@ function checkToolChoice(tools: Tool[] | undefined, choice: ToolChoice | undefin
   }
 }
 
-export function generationHandlers(deps: InferenceDeps): Pick<Handlers, 'chat' | 'generate' | 'responses'> {
+export function generationHandlers(deps: InferenceDeps) {
   return {
     chat: async (params, ctx) => {
       const { backend, model, sampling, systemPrompt } = await resolve(deps, params, ctx.owner, ctx.signal);
@@ -122,7 +122,7 @@ export function generationHandlers(deps: InferenceDeps): Pick<Handlers, 'chat' |
       const call = { model, sampling, stream: Boolean(params.stream), keepAlive: params.keep_alive, input, instructions };
       return (await backend.respond(call, ctx)) ?? asChat(backend, call, ctx);
     },
-  };
+  } satisfies Partial<Handlers>;
 }
 
 function asChat(

@@ -1,4 +1,4 @@
-import type { Handlers } from '../../dispatch.ts';
+import type { EngineHandlers } from '../../protocol/handlers.ts';
 import type { ParamsStore } from '../params.ts';
 import type { Settings } from '../settings.ts';
 import type { BackendSource } from './backend.ts';
@@ -23,7 +23,7 @@ export interface InferenceOptions {
  * The inference engine: chat, generation, embeddings, rerank, model management and memory estimates. The handlers
  * resolve defaults and check requests; the backend (an upstream server, or GGUF models in this process) runs them.
  */
-export function createInferenceEngine(options: InferenceOptions): Partial<Handlers> {
+export function createInferenceEngine(options: InferenceOptions): EngineHandlers<'inference'> {
   const deps = {
     backend: options.backend,
     store: new InferenceStore(options.settings),

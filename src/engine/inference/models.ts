@@ -1,6 +1,6 @@
-import type { Handlers } from '../../dispatch.ts';
+import type { Handlers } from '../../protocol/handlers.ts';
 import { AppError } from '../../errors.ts';
-import { HASHED_MODEL } from '../../knowledge/hashing-embedder.ts';
+import { HASHED_MODEL } from '../knowledge/algorithms/hashing-embedder.ts';
 import type { InferenceBackend, Model } from './backend.ts';
 import type { InferenceDeps } from './context.ts';
 import { RECIPES } from './recipes.ts';
@@ -26,22 +26,7 @@ export async function requireModel(backend: InferenceBackend, id: string, signal
 /** Model management, through whichever backend serves; settings and recipes need none. */
 export function modelHandlers(
   deps: InferenceDeps,
-): Pick<
-  Handlers,
-  | 'list_models'
-  | 'model_info'
-  | 'load_model'
-  | 'unload_model'
-  | 'get_loaded_models'
-  | 'select_model'
-  | 'pull_model'
-  | 'delete_model'
-  | 'get_embedding_models'
-  | 'get_recipes'
-  | 'get_model_quants'
-  | 'get_inference_settings'
-  | 'save_inference_settings'
-> {
+) {
   const { backend, store } = deps;
   return {
     list_models: async ({ filter }, { signal }) => {
@@ -100,5 +85,5 @@ export function modelHandlers(
       await store.saveSettings(owner, repo_id, variant, settings);
       return { success: true, message: `Saved settings for ${repo_id}:${variant}` };
     },
-  };
+  } satisfies Partial<Handlers>;
 }

@@ -1,6 +1,6 @@
-import type { Handlers } from '../../dispatch.ts';
+import type { Handlers } from '../../protocol/handlers.ts';
 import { AppError } from '../../errors.ts';
-import { cosine } from '../../knowledge/vector-index.ts';
+import { cosine } from '../knowledge/algorithms/vector-index.ts';
 import type { InferenceDeps } from './context.ts';
 
 function requireEmbeddingModel(model: string | undefined): string {
@@ -9,7 +9,7 @@ function requireEmbeddingModel(model: string | undefined): string {
 }
 
 /** Embeddings from the backend; rerank through its rerank endpoint, else scored with its embeddings. */
-export function similarityHandlers({ backend }: InferenceDeps): Pick<Handlers, 'embeddings' | 'rerank'> {
+export function similarityHandlers({ backend }: InferenceDeps) {
   return {
     embeddings: async ({ model, input, keep_alive }, { signal }) =>
       (await backend()).embed(requireEmbeddingModel(model), typeof input === 'string' ? [input] : input, signal, keep_alive),
@@ -27,5 +27,5 @@ export function similarityHandlers({ backend }: InferenceDeps): Pick<Handlers, '
         .slice(0, keep);
       return { model: used, method: 'embeddings' as const, results };
     },
-  };
+  } satisfies Partial<Handlers>;
 }

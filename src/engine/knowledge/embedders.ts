@@ -1,4 +1,4 @@
-import { HASHED_MODEL, embedHashed } from '../../knowledge/hashing-embedder.ts';
+import { HASHED_MODEL, embedHashed } from './algorithms/hashing-embedder.ts';
 import type { BackendSource } from '../inference/backend.ts';
 
 /** Turns texts into vectors, named by the model that made them (a search never mixes models). */

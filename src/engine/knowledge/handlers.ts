@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import type { CallContext, Handlers } from '../../dispatch.ts';
+import type { CallContext, EngineHandlers } from '../../protocol/handlers.ts';
 import { AppError } from '../../errors.ts';
-import { kmeans, representativeTerms } from '../../knowledge/kmeans.ts';
-import { retrievalMetrics } from '../../knowledge/metrics.ts';
-import { chunkText, tokenize } from '../../knowledge/text.ts';
-import { cosine, VectorIndex } from '../../knowledge/vector-index.ts';
+import { kmeans, representativeTerms } from './algorithms/kmeans.ts';
+import { retrievalMetrics } from './algorithms/metrics.ts';
+import { chunkText, tokenize } from './algorithms/text.ts';
+import { cosine, VectorIndex } from './algorithms/vector-index.ts';
 import type { DocumentWrite, Metadata, Store } from '../../store/types.ts';
 import type { BackendSource } from '../inference/backend.ts';
 import { embedderFor, type Embedder } from './embedders.ts';
@@ -24,24 +24,11 @@ const DEFAULT_HISTORY_LIMIT = 100;
 const DEFAULT_TOP_K = 5;
 const KMEANS_SEED = 42;
 
-type KnowledgeActions =
-  | 'chat_history'
-  | 'save_message'
-  | 'add_documents'
-  | 'delete_documents'
-  | 'list_documents'
-  | 'rag_query'
-  | 'semantic_search_query'
-  | 'calculate_similarity'
-  | 'evaluate_embeddings'
-  | 'cluster_documents'
-  | 'recommend_content';
-
 /**
  * History, documents and RAG over the store, with one search index kept in step with it. Each request reads and
  * writes its caller's own data (`ctx.owner`): one API key never sees, searches, replaces or deletes another's.
  */
-export function knowledgeHandlers({ store, backend, embedder }: KnowledgeDeps): Pick<Handlers, KnowledgeActions> {
+export function knowledgeHandlers({ store, backend, embedder }: KnowledgeDeps): EngineHandlers<'knowledge'> {
   const index = new SearchIndex(store, embedder);
   const embed = (model: string | undefined, texts: string[], signal: AbortSignal) =>
     embedderFor(backend, model, embedder).embed(texts, signal);

@@ -1,4 +1,4 @@
-import type { Handlers } from '../../dispatch.ts';
+import type { EngineHandlers } from '../../protocol/handlers.ts';
 import type { Store } from '../../store/types.ts';
 import type { BackendSource } from '../inference/backend.ts';
 import { backendEmbedder, hashedEmbedder } from './embedders.ts';
@@ -12,7 +12,7 @@ export interface KnowledgeOptions {
 }
 
 /** The knowledge engine: chat history, documents, RAG search, similarity, clustering, over the store. */
-export function createKnowledgeEngine({ store, backend, embeddingModel }: KnowledgeOptions): Partial<Handlers> {
+export function createKnowledgeEngine({ store, backend, embeddingModel }: KnowledgeOptions): EngineHandlers<'knowledge'> {
   const embedder = embeddingModel ? backendEmbedder(backend, embeddingModel) : hashedEmbedder;
   return knowledgeHandlers({ store, backend, embedder });
 }

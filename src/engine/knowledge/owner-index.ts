@@ -1,8 +1,8 @@
 import { AppError } from '../../errors.ts';
-import { Bm25Index } from '../../knowledge/bm25.ts';
-import { reciprocalRankFusion } from '../../knowledge/fusion.ts';
-import { tokenize } from '../../knowledge/text.ts';
-import { VectorIndex, type Scored } from '../../knowledge/vector-index.ts';
+import { Bm25Index } from './algorithms/bm25.ts';
+import { reciprocalRankFusion } from './algorithms/fusion.ts';
+import { tokenize } from './algorithms/text.ts';
+import { VectorIndex, type Scored } from './algorithms/vector-index.ts';
 import type { DocumentSource, Metadata, StoredChunk } from '../../store/types.ts';
 
 export interface SearchHit {

@@ -79,7 +79,7 @@ export const systemRequests = {
     group: 'system',
     summary: 'Liveness: status, version, uptime.',
     input: noParams(),
-    output: z.object({ status: z.enum(['ok', 'shutting_down']), version: z.string(), uptime_s: z.number() }),
+    output: z.object({ status: z.enum(['ok', 'shutting_down']), version: z.string(), node_id: z.string(), uptime_s: z.number() }),
     response: 'health',
     kind: 'query',
     engine: 'system',
@@ -90,6 +90,8 @@ export const systemRequests = {
     summary: 'Platform, runtime, CPU, memory and GPUs (from `nvidia-smi` when present).',
     input: noParams(),
     output: z.object({
+      /** The instance that answered (TABAGENT_NODE_ID), among several behind a balancer. */
+      node_id: z.string(),
       platform: z.string(),
       arch: z.string(),
       runtime: z.object({ name: z.string(), version: z.string() }),

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ChatHistoryItem, ChatModelFunctions, ChatWrapper, GbnfJsonSchema, Llama, LlamaContextSequence, LlamaGrammar, LlamaModel } from 'node-llama-cpp';
-import type { CallContext } from '../../../dispatch.ts';
+import type { CallContext } from '../../../protocol/handlers.ts';
 import { AppError } from '../../../errors.ts';
 import type { ToolCall, ToolChoice } from '../../../protocol/requests/messages.ts';
 import type { ChatCall, Generation } from '../backend.ts';

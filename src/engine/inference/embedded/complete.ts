@@ -1,4 +1,4 @@
-import type { CallContext } from '../../../dispatch.ts';
+import type { CallContext } from '../../../protocol/handlers.ts';
 import type { CompletionCall, Generation } from '../backend.ts';
 import type { LoadedModel } from './loaded-model.ts';
 import type { LlamaModule } from './runtime.ts';

@@ -7,7 +7,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { CallContext } from '../../../dispatch.ts';
+import type { CallContext } from '../../../protocol/handlers.ts';
 import { AppError } from '../../../errors.ts';
 import type { PullRequest } from '../backend.ts';
 import { IdleTimer } from '../idle-timer.ts';

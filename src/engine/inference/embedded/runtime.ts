@@ -79,7 +79,7 @@ export class LlamaRuntime {
         return llama;
       } catch (error) {
         const gpu = this.options.gpu;
-        const why = gpu === 'auto' || gpu === 'off' ? 'no prebuilt llama.cpp binary loads here' : `no ${gpu} build of node-llama-cpp is installed or it does not load (npm ci leaves the GPU builds out: see the README's "GPU builds"; or set TABAGENT_LLAMA_GPU=auto)`;
+        const why = gpu === 'auto' || gpu === 'off' ? 'no prebuilt llama.cpp binary loads here' : `no ${gpu} build of node-llama-cpp is installed or it does not load (npm ci leaves the GPU builds out: see docs/INFERENCE.md, "GPU builds"; or set TABAGENT_LLAMA_GPU=auto)`;
         throw unavailable(why, error);
       }
     });

@@ -1,5 +1,5 @@
 /** What chat and completion share on the embedded engine: sampling options, the token budget, how a run ended. */
-import type { CallContext } from '../../../dispatch.ts';
+import type { CallContext } from '../../../protocol/handlers.ts';
 import { AppError } from '../../../errors.ts';
 import type { ToolCallDelta } from '../../../protocol/requests/messages.ts';
 import type { FinishReason, Sampling, Usage } from '../backend.ts';

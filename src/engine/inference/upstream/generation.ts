@@ -1,4 +1,4 @@
-import type { CallContext } from '../../../dispatch.ts';
+import type { CallContext } from '../../../protocol/handlers.ts';
 import { AppError } from '../../../errors.ts';
 import type { ToolCall, ToolCallDelta } from '../../../protocol/requests/messages.ts';
 import type { ChatCall, CompletionCall, FinishReason, Generation, InferenceBackend, ResponsesCall, Usage } from '../backend.ts';

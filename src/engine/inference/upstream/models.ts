@@ -1,4 +1,4 @@
-import type { CallContext } from '../../../dispatch.ts';
+import type { CallContext } from '../../../protocol/handlers.ts';
 import { AppError } from '../../../errors.ts';
 import type { InferenceBackend, KeepAlive, Model } from '../backend.ts';
 import type { ModelFacts } from '../memory.ts';
