@@ -13,8 +13,8 @@
  *   churn        for the data channel in its peer process, on each backend: cycles of connect, a fast stream and
  *                the client's pc.close() mid-stream; the peer processes (and servers) that crashed
  *
- * The data channel is measured with the server's peers on wrtc and on node-datachannel (TABAGENT_PEER_BACKEND),
- * each in the peer process and in the server's own process.
+ * The data channel is measured as the server's defaults run it ("data channel", which the targets are about), with
+ * its peers in the other place (its peer process, or its own process), and on node-datachannel in both.
  * Prints a table and the issue's targets (PASS or MISS), writes bench/results/<date>.json.
  * Knobs: BENCH_ROUND_TRIPS (10000), BENCH_SETUPS (20), BENCH_NATIVE_SETUPS (5), BENCH_TRANSFERS (3),
  * BENCH_SESSIONS (100), BENCH_LOAD_MS (3000), BENCH_CHURN_CYCLES (200 per backend), BENCH_TRANSPORTS (comma-separated
@@ -29,7 +29,7 @@ import { churn } from './churn.ts';
 import { inBatches, MiB, percentiles, round, sleep, timeEach, type Percentiles } from './measure.ts';
 import { table, targetLines, targets, type LoadResult, type Results, type TransportResult } from './report.ts';
 import { BenchServer } from './server-process.ts';
-import { dataChannelTransport } from './transports/data-channel.ts';
+import { dataChannelTransport, variantEnv, type DataChannelVariant } from './transports/data-channel.ts';
 import { nativeTransport } from './transports/native.ts';
 import { rawTransport } from './transports/raw.ts';
 import { trpcTransport } from './transports/trpc.ts';
@@ -54,19 +54,21 @@ const PAYLOAD_BYTES = 64 * MiB - 4096;
 const OPEN_AT_ONCE = 10;
 
 const config = loadConfig(process.env);
-/** The server for the isolation's cost: its WebRTC peers in its own process, not in a peer process. */
-const PEERS_IN_SERVER = { TABAGENT_PEER_PROCESSES: '0' };
-const NDC = { TABAGENT_PEER_BACKEND: 'node-datachannel' };
+/** The data channel as the server's defaults run it, then each placement and backend explicitly. */
+const variants: (DataChannelVariant & { churn?: boolean })[] = [
+  { churn: true },
+  { peerProcess: config.peerProcesses === 0, churn: config.peerProcesses === 0 },
+  { backend: 'node-datachannel', peerProcess: true, churn: true },
+  { backend: 'node-datachannel', peerProcess: false },
+];
 /**
  * Every transport, in the table's order; each gets the server it is measured against (started with `env`).
- * `churn`: also put through the abrupt-close churn (the peer-process ones: a crash there is counted, not fatal).
+ * `churn`: also put through the abrupt-close churn (a peer process's crash is counted; a crash of peers in the
+ * server ends the server, and the churn says so).
  */
 const makers: { env?: Record<string, string>; churn?: boolean; make: (server: BenchServer) => Transport<any> }[] = [
   { make: rawTransport },
-  { churn: true, make: (server) => dataChannelTransport(server) },
-  { env: PEERS_IN_SERVER, make: (server) => dataChannelTransport(server, { inProcess: true }) },
-  { env: NDC, churn: true, make: (server) => dataChannelTransport(server, { backend: 'node-datachannel' }) },
-  { env: { ...NDC, ...PEERS_IN_SERVER }, make: (server) => dataChannelTransport(server, { backend: 'node-datachannel', inProcess: true }) },
+  ...variants.map(({ churn, ...variant }) => ({ env: variantEnv(variant), churn, make: (server: BenchServer) => dataChannelTransport(server, variant) })),
   { make: nativeTransport },
   { make: websocketTransport },
   { make: (server) => trpcTransport(server, config.maxMessageBytes) },
@@ -235,7 +237,7 @@ for (const transport of transports) {
   console.log(`  ${transport.label}: ${note}: ${transport.transferNote}${transport.sessionNote ? `; memory: ${transport.sessionNote}` : ''}`);
 }
 for (const [key, { errors }] of churned) if (errors.length) console.log(`  churn, ${results[key].label}: ${errors.join('; ')}`);
-console.log(`\ntargets (data channel, this run):\n${targetLines(checked)}`);
+console.log(`\ntargets (data channel with the server's defaults, this run):\n${targetLines(checked)}`);
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 const file = new URL(`./results/${output.date.slice(0, 10)}.json`, import.meta.url);
 writeFileSync(file, JSON.stringify(output, null, 2) + '\n');

@@ -28,10 +28,44 @@ export class Caller implements RequestOwner {
     const stopped: string[] = [];
     for (const request of this.inFlight.values()) {
       if (!match(request)) continue;
-      request.controller.abort(error);
+      request.cancellation.abort(error);
       stopped.push(request.requestId);
     }
     return stopped;
+  }
+}
+
+/**
+ * A request's cancellation. Its AbortSignal is made when the handler first asks for it: most requests (health,
+ * echo, settings) never do, and an AbortController with its signal was the largest thing the dispatcher made per
+ * request (createAbortSignal, 2.3 us of about 25 us of JavaScript per request in the server's profile).
+ */
+export class Cancellation {
+  #controller: AbortController | undefined;
+  #aborted = false;
+  #reason: unknown;
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  get reason(): unknown {
+    return this.#reason;
+  }
+
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
   }
 }
 
@@ -80,20 +114,22 @@ export class Dispatcher {
       return fail(new AppError('rate_limited', `More than ${caller.maxInFlight} requests in flight; wait for answers`), requestId);
     }
 
-    const controller = new AbortController();
-    const unlink = options.signal && follow(options.signal, controller);
-    caller.inFlight.set(requestId, { requestId, action, startedAt: Date.now(), controller, origin: options.origin });
+    const cancellation = new Cancellation();
+    const unlink = options.signal && follow(options.signal, cancellation);
+    caller.inFlight.set(requestId, { requestId, action, startedAt: Date.now(), cancellation, origin: options.origin });
     this.running++;
 
     let settled = false;
     let chunks = 0;
     let replyAttachment: Uint8Array | undefined;
     const emit = options.emit;
-    const live = () => !settled && !controller.signal.aborted;
+    const live = () => !settled && !cancellation.aborted;
     const ctx: CallContext = {
       requestId,
       action,
-      signal: controller.signal,
+      get signal() {
+        return cancellation.signal;
+      },
       caller,
       owner: caller.identity.id,
       attachment: options.attachment,
@@ -114,10 +150,10 @@ export class Dispatcher {
     try {
       const handler = this.handlers[action] as Handler<Action>;
       const result = await handler(request.params as RequestParams<Action>, ctx);
-      controller.signal.throwIfAborted();
+      if (cancellation.aborted) throw cancellation.reason;
       answer = { frame: { request_id: requestId, type: registry[action].response, ...result }, attachment: replyAttachment };
     } catch (thrown) {
-      const error = toAppError(controller.signal.aborted ? controller.signal.reason : thrown);
+      const error = toAppError(cancellation.aborted ? cancellation.reason : thrown);
       if (error.code === 'internal') log.error(`"${action}" failed`, { request_id: requestId, cause: error.cause });
       answer = fail(error, requestId);
     } finally {
@@ -174,13 +210,13 @@ function fail(error: AppError, requestId: string): FinalAnswer {
   return { frame: errorFrame(error, requestId) };
 }
 
-/** Aborts `controller` when `signal` aborts; returns the unsubscribe. */
-function follow(signal: AbortSignal, controller: AbortController): () => void {
+/** Aborts `cancellation` when `signal` aborts; returns the unsubscribe. */
+function follow(signal: AbortSignal, cancellation: Cancellation): () => void {
   if (signal.aborted) {
-    controller.abort(signal.reason);
+    cancellation.abort(signal.reason);
     return () => {};
   }
-  const onAbort = () => controller.abort(signal.reason);
+  const onAbort = () => cancellation.abort(signal.reason);
   signal.addEventListener('abort', onAbort, { once: true });
   return () => signal.removeEventListener('abort', onAbort);
 }

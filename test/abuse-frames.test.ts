@@ -22,12 +22,12 @@ import {
   FRAME_FRAGMENT,
   INNER_BINARY,
   INNER_TEXT,
-  Reassembler,
   decodeEnvelope,
   decodeUtf8,
   encodeFragment,
   fragment,
 } from '../src/protocol/framing.ts';
+import { Reassembler } from '../src/protocol/reassembler.ts';
 import { ChannelLink, type DataChannelLike } from '../src/protocol/link.ts';
 import { registry, type Action } from '../src/protocol/registry.ts';
 import { WebSocketClient } from '../src/transports/websocket/client.ts';

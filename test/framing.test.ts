@@ -5,14 +5,14 @@ import {
   FRAGMENT_HEADER_BYTES,
   INNER_BINARY,
   INNER_TEXT,
-  Reassembler,
   decodeEnvelope,
   encodeEnvelope,
   encodeFragment,
   fragment,
+  fragments,
   utf8Length,
-  type Reassembled,
 } from '../src/protocol/framing.ts';
+import { Reassembler, ReassemblyBudget, type Reassembled } from '../src/protocol/reassembler.ts';
 
 const MAX = 262144;
 const CHUNK = MAX - FRAGMENT_HEADER_BYTES;
@@ -127,6 +127,22 @@ Fragment('refuses a message that fits in one frame and a frame too small for a h
   throwsAppError(() => fragment(patterned(100), INNER_BINARY, 1, FRAGMENT_HEADER_BYTES), 'internal');
 });
 
+Fragment('fragments of several parts are the fragments of their concatenation, built one at a time', () => {
+  const head = patterned(37);
+  const payload = patterned(3 * CHUNK).reverse();
+  const whole = new Uint8Array(head.length + payload.length);
+  whole.set(head);
+  whole.set(payload, head.length);
+  const lazy = fragments([head, new Uint8Array(0), payload], INNER_BINARY, 5, MAX);
+  const eager = fragment(whole, INNER_BINARY, 5, MAX);
+  for (const [i, frame] of eager.entries()) {
+    const next = lazy.next();
+    assert.not.ok(next.done, `fragment ${i} missing`);
+    sameBytes(next.value, frame, `fragment ${i}`);
+  }
+  assert.ok(lazy.next().done, 'more fragments than the concatenation has');
+});
+
 Fragment.run();
 
 const Roundtrip = suite('fragment + Reassembler round trip');
@@ -173,6 +189,34 @@ Roundtrip('a message exactly at maxMessageBytes is accepted', () => {
   const r = newReassembler(size);
   const done = reassembleAll(r, fragment(patterned(size), INNER_BINARY, 1, 1000 + FRAGMENT_HEADER_BYTES));
   sameBytes(done.kind === 'binary' && done.bytes, patterned(size));
+});
+
+Roundtrip('chunks go into one buffer as they arrive; a message the budget has no room to reserve for is held till its end', () => {
+  const budget = new ReassemblyBudget(5 * CHUNK);
+  const r = new Reassembler({ maxMessageBytes: 5 * CHUNK, budget });
+  const one = patterned(3 * CHUNK - 2);
+  const two = patterned(3 * CHUNK - 7).reverse();
+  const a = fragment(one, INNER_BINARY, 1, MAX);
+  const b = fragment(two, INNER_BINARY, 2, MAX);
+  assert.is(r.push(a[0]), null);
+  assert.is(budget.reserved, 3 * CHUNK, 'the first message has its buffer');
+  assert.is(r.push(b[0]), null);
+  assert.is(r.push(b[1]), null);
+  assert.is(budget.reserved, 3 * CHUNK, 'no room for a second one: its chunks are held');
+  assert.is(budget.held, 3 * CHUNK);
+  sameBytes((r.push(b[2]) as { bytes: Uint8Array }).bytes, two, 'held message');
+  r.push(a[1]);
+  sameBytes((r.push(a[2]) as { bytes: Uint8Array }).bytes, one, 'copied-in message');
+  assert.equal([budget.held, budget.reserved, r.heldBytes], [0, 0, 0]);
+});
+
+Roundtrip('a message dropped halfway gives its reserved buffer back to the budget', () => {
+  const budget = new ReassemblyBudget(MiB);
+  const r = new Reassembler({ maxMessageBytes: MiB, budget });
+  r.push(fragment(patterned(3 * CHUNK), INNER_BINARY, 8, MAX)[0]);
+  assert.ok(budget.reserved > 0);
+  r.clear();
+  assert.equal([budget.held, budget.reserved], [0, 0]);
 });
 
 Roundtrip.run();

@@ -256,6 +256,36 @@ Backpressure('flush gives up at its timeout and resolves at once on a closed lin
   });
 });
 
+Backpressure('on a channel with bufferedamountlow, a paused send goes out when the event fires', async () => {
+  const sent: unknown[] = [];
+  const channel: DataChannelLike = {
+    label: 'fake',
+    readyState: 'open',
+    bufferedAmount: 0,
+    binaryType: 'blob',
+    bufferedAmountLowThreshold: 0,
+    onbufferedamountlow: null,
+    send(data) {
+      sent.push(data);
+      (this as { bufferedAmount: number }).bufferedAmount += (data as string).length;
+    },
+    close() {},
+    onmessage: null,
+    onclose: null,
+  };
+  const link = attach(channel, new Inbox(), 262144, { highWaterMark: 100, lowWaterMark: 50, pollIntervalMs: 60_000 });
+  assert.is(channel.bufferedAmountLowThreshold, 50);
+  const texts = ['a', 'b', 'c'].map((letter) => JSON.stringify(letter.repeat(58)));
+  const all = Promise.all(texts.map((text) => link.sendText(text)));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.is(sent.length, 2, 'the third waits: 120 bytes buffered, over the high water mark');
+  (channel as { bufferedAmount: number }).bufferedAmount = 40;
+  channel.onbufferedamountlow!(new Event('bufferedamountlow'));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(sent, texts);
+  await all;
+});
+
 Backpressure.run();
 
 const Closed = suite('ChannelLink on a closed channel');

@@ -18,7 +18,10 @@ export interface CallOptions {
   requestId?: string;
   /** Aborting it sends `stop_generation` for this request; the call then rejects with `cancelled`. */
   signal?: AbortSignal;
-  /** Binary payload sent with the request (as a binary envelope). */
+  /**
+   * Binary payload sent with the request (as a binary envelope). A large one is read as its fragments go out, and
+   * again if the request is sent anew after a reconnect: leave it unchanged until the call settles.
+   */
   attachment?: Uint8Array;
 }
 

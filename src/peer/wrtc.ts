@@ -1,5 +1,5 @@
 import type { PeerFactory } from './factory.ts';
-import { reclaimClosedPeers } from './reclaim.ts';
+import { reclaimClosedPeer } from './reclaim.ts';
 import { withDescriptionCopies } from './wrtc-descriptions.ts';
 import { ensureWrtcPatched } from './wrtc-patch.ts';
 
@@ -17,7 +17,7 @@ export const createWrtcPeer: PeerFactory = (config) => {
   const close = pc.close.bind(pc);
   pc.close = () => {
     close();
-    reclaimClosedPeers();
+    reclaimClosedPeer(pc);
   };
   return pc;
 };

@@ -25,7 +25,8 @@ export interface InFlight {
   readonly requestId: string;
   readonly action: Action;
   readonly startedAt: number;
-  readonly controller: AbortController;
+  /** Aborts the request; its handler sees it on `ctx.signal`. */
+  readonly cancellation: { abort(reason: unknown): void };
   /** The transport-side owner (a channel), so closing it cancels exactly its requests. */
   readonly origin?: object;
 }

@@ -4,19 +4,20 @@
  */
 import { AppError, toAppError } from '../errors.ts';
 import {
+  ENVELOPE_PREFIX_BYTES,
   FRAGMENT_HEADER_BYTES,
   FRAME_ENVELOPE,
   FRAME_FRAGMENT,
   INNER_BINARY,
   INNER_TEXT,
-  Reassembler,
   decodeEnvelope,
   encodeEnvelope,
-  fragment,
+  envelopeHead,
+  fragments,
   utf8Length,
   type InnerKind,
-  type ReassemblyBudget,
 } from './framing.ts';
+import { Reassembler, type ReassemblyBudget } from './reassembler.ts';
 
 /** The part of a W3C RTCDataChannel the link uses. Handlers are properties: @roamhq/wrtc dispatches to them reliably. */
 export interface DataChannelLike {
@@ -28,6 +29,9 @@ export interface DataChannelLike {
   close(): void;
   onmessage: ((event: MessageEvent) => void) | null;
   onclose: ((event: Event) => void) | null;
+  /** W3C's, where the channel has them (browsers, the peer process's channels; not wrtc): sending then waits for the event, not a poll. */
+  bufferedAmountLowThreshold?: number;
+  onbufferedamountlow?: ((event: Event) => void) | null;
 }
 
 export type Inbound = { kind: 'text'; text: string } | { kind: 'binary'; header: string; payload: Uint8Array };
@@ -41,9 +45,15 @@ export interface LinkOptions {
   reassemblyBudget?: ReassemblyBudget;
   /** Sending pauses while bufferedAmount is above this; default 1 MiB. */
   highWaterMark?: number;
-  /** and resumes once it is at or below this; default 256 KiB. */
+  /**
+   * and resumes once it is at or below this; default 768 KiB: what is left then covers a poll interval and more at
+   * loopback speed (130 MB/s is 260 KiB in 2 ms), so the channel does not run dry while the link waits.
+   */
   lowWaterMark?: number;
-  /** How often to look at bufferedAmount while paused (wrtc has no bufferedamountlow event); default 2 ms. */
+  /**
+   * How often to look at bufferedAmount while paused, on a channel without `bufferedamountlow` (wrtc's); default
+   * 2 ms. A channel with the event is looked at when it fires, and every EVENT_FALLBACK_MS in case it does not.
+   */
   pollIntervalMs?: number;
   onMessage(message: Inbound): void;
   /** A bad frame from the peer, or an error thrown by onMessage; the link keeps working. */
@@ -67,6 +77,10 @@ export interface LinkStats {
 const MAX_FRAME_BYTES = 256 * 1024;
 /** Chrome's max message size: what to assume of a peer that states none (`pc.sctp` missing). */
 export const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024;
+/** While a paused link waits for `bufferedamountlow`, it also looks for itself this often, in case the event never comes. */
+const EVENT_FALLBACK_MS = 50;
+/** A paused link that has seen its channel open reads `readyState` only every this many polls (see #writable). */
+const STATE_EVERY_POLLS = 25;
 const RESOLVED = Promise.resolve();
 const encoder = new TextEncoder();
 const noop = () => {};
@@ -91,14 +105,19 @@ export class ChannelLink {
    * wrtc answers `bufferedAmount` with a synchronous call into its network thread (~60 µs, a third of the send
    * itself), so the hot path does not read it per message: `#budget` is what may still be handed over without
    * passing the high water mark, counted down per send and re-read only when spent. The buffer only drains
-   * between reads, so the bound holds. `readyState` costs as much, so it is read with `bufferedAmount`, not per
-   * send: a channel this side closes is marked closed by `close()` first, one the remote side closed throws
+   * between reads, so the bound holds. `readyState` costs as much, so it is read only until it reads 'open', not
+   * per send: a channel this side closes is marked closed by `close()` first, one the remote side closed throws
    * InvalidStateError from `send()` (taken as closed), and `onclose` marks it in any case. What no check here can
    * prevent: wrtc clears its native channel on its signaling thread when the remote side closes, unsynchronized
    * with `send()` on this thread, so a send racing a remote close can segfault inside wrtc (node-webrtc's
    * RTCDataChannel::Send reads the pointer twice); reading `readyState` first never closed that gap.
    */
   #budget = -1;
+  /** `readyState` has read 'open': the channel is not waited for any more, only drained (see #writable). */
+  #opened = false;
+  /** Whether the channel fires `bufferedamountlow`, and what a paused link runs when it does. */
+  readonly #lowEvents: boolean;
+  #wake: (() => void) | undefined;
 
   constructor(channel: DataChannelLike, options: LinkOptions) {
     this.channel = channel;
@@ -106,7 +125,7 @@ export class ChannelLink {
     this.#options = options;
     this.#frameBytes = Math.min(options.maxMessageSize, MAX_FRAME_BYTES);
     this.#high = options.highWaterMark ?? 1024 * 1024;
-    this.#low = options.lowWaterMark ?? 256 * 1024;
+    this.#low = options.lowWaterMark ?? 768 * 1024;
     this.#pollMs = options.pollIntervalMs ?? 2;
     if (!(this.#frameBytes > FRAGMENT_HEADER_BYTES) || this.#low > this.#high) {
       throw new AppError('internal', 'Invalid link options: maxMessageSize too small or lowWaterMark above highWaterMark');
@@ -115,6 +134,11 @@ export class ChannelLink {
     this.#reassembler = new Reassembler({ maxMessageBytes: this.#maxMessageBytes, budget: options.reassemblyBudget });
 
     channel.binaryType = 'arraybuffer';
+    this.#lowEvents = typeof channel.bufferedAmountLowThreshold === 'number';
+    if (this.#lowEvents) {
+      channel.bufferedAmountLowThreshold = this.#low;
+      channel.onbufferedamountlow = () => this.#wake?.();
+    }
     channel.onmessage = (event) => this.#receive(event.data);
     channel.onclose = () => {
       this.#closed = true;
@@ -138,13 +162,19 @@ export class ChannelLink {
     if (text.length * 3 <= limit || (text.length <= limit && utf8Length(text) <= limit)) {
       return this.#queued === 0 && this.#ready() ? this.#sendNow(text) : this.#enqueue([text]);
     }
-    return this.#enqueue(this.#fragments(encoder.encode(text), INNER_TEXT));
+    return this.#enqueue(this.#fragments([encoder.encode(text)], INNER_TEXT));
   }
 
-  /** Sends a JSON header with a binary payload as one envelope, fragmented when it exceeds one data-channel message. */
+  /**
+   * Sends a JSON header with a binary payload as one envelope, fragmented when it exceeds one data-channel message.
+   * A fragmented payload is read as its fragments go out, not copied first: leave it unchanged until this settles.
+   */
   sendBinary(headerJson: string, payload: Uint8Array): Promise<void> {
+    if (payload.length + ENVELOPE_PREFIX_BYTES + headerJson.length * 3 > this.#frameBytes) {
+      const head = envelopeHead(headerJson);
+      if (head.length + payload.length > this.#frameBytes) return this.#enqueue(this.#fragments([head, payload], INNER_BINARY));
+    }
     const envelope = encodeEnvelope(headerJson, payload);
-    if (envelope.length > this.#frameBytes) return this.#enqueue(this.#fragments(envelope, INNER_BINARY));
     return this.#queued === 0 && this.#ready() ? this.#sendNow(envelope) : this.#enqueue([envelope]);
   }
 
@@ -171,16 +201,16 @@ export class ChannelLink {
     this.channel.close();
   }
 
-  #fragments(bytes: Uint8Array, innerKind: InnerKind): Uint8Array<ArrayBuffer>[] {
+  #fragments(parts: Uint8Array[], innerKind: InnerKind): Iterable<Uint8Array<ArrayBuffer>> {
     const id = this.#nextMessageId;
     this.#nextMessageId = (id + 1) >>> 0;
-    return fragment(bytes, innerKind, id, this.#frameBytes);
+    return fragments(parts, innerKind, id, this.#frameBytes);
   }
 
   #ready(): boolean {
     if (this.#closed) return false;
     if (this.#budget >= 0) return true;
-    if (this.channel.readyState !== 'open') return false;
+    if (!this.#opened && !(this.#opened = this.channel.readyState === 'open')) return false;
     this.#budget = this.#high - this.channel.bufferedAmount;
     return this.#budget >= 0;
   }
@@ -195,14 +225,14 @@ export class ChannelLink {
     return RESOLVED;
   }
 
-  #enqueue(frames: (string | Uint8Array<ArrayBuffer>)[]): Promise<void> {
+  #enqueue(frames: Iterable<string | Uint8Array<ArrayBuffer>>): Promise<void> {
     this.#queued++;
     const run = this.#tail.then(() => this.#writeAll(frames));
     this.#tail = run.then(noop, noop);
     return run;
   }
 
-  async #writeAll(frames: (string | Uint8Array<ArrayBuffer>)[]): Promise<void> {
+  async #writeAll(frames: Iterable<string | Uint8Array<ArrayBuffer>>): Promise<void> {
     try {
       for (const frame of frames) {
         if (!this.#ready()) await this.#writable();
@@ -233,17 +263,39 @@ export class ChannelLink {
   /** Called when not #ready(): resolves once the channel is open and drained to the low water mark. */
   #writable(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      let polls = 0;
       const check = () => {
-        const state = this.channel.readyState;
-        if (this.#closed || (state !== 'open' && state !== 'connecting')) reject(closedError());
-        else if (state === 'open' && this.channel.bufferedAmount <= this.#low) {
-          this.#budget = -1; // re-read on the next send
-          resolve();
+        if (this.#closed) return reject(closedError());
+        // Once open, a close shows as onclose or as a send throwing; readyState (as costly as bufferedAmount under
+        // wrtc) is read now and then only, for a close that has shown neither yet.
+        if (!this.#opened || ++polls % STATE_EVERY_POLLS === 0) {
+          const state = this.channel.readyState;
+          if (state !== 'open' && state !== 'connecting') return reject(closedError());
+          this.#opened = state === 'open';
         }
-        else setTimeout(check, this.#pollMs);
+        if (this.#opened && this.channel.bufferedAmount <= this.#low) {
+          this.#budget = -1; // re-read on the next send
+          return resolve();
+        }
+        this.#waitThen(check);
       };
       check();
     });
+  }
+
+  /** Runs `check` once the channel's buffer may have drained: at its `bufferedamountlow` event, else after a poll interval. */
+  #waitThen(check: () => void): void {
+    if (!this.#lowEvents || !this.#opened) {
+      setTimeout(check, this.#pollMs);
+      return;
+    }
+    const timer = setTimeout(() => wake(), EVENT_FALLBACK_MS);
+    const wake = () => {
+      clearTimeout(timer);
+      this.#wake = undefined;
+      check();
+    };
+    this.#wake = wake;
   }
 
   #receive(data: unknown): void {

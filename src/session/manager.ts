@@ -9,7 +9,7 @@ import { MessageRate, type SessionRate } from '../security/rate-limit.ts';
 import { log, redact } from '../log.ts';
 import { iceServersFor } from '../peer/ice-servers.ts';
 import { createServerOffer } from '../peer/offer.ts';
-import { ReassemblyBudget } from '../protocol/framing.ts';
+import { ReassemblyBudget } from '../protocol/reassembler.ts';
 import type { PeerFactory } from '../peer/factory.ts';
 import type { Stats } from '../stats.ts';
 import { serveChannel } from './serve.ts';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Caller } from '../dispatch.ts';
 import { AppError } from '../errors.ts';
 import { log, redact } from '../log.ts';
-import type { ReassemblyBudget } from '../protocol/framing.ts';
+import type { ReassemblyBudget } from '../protocol/reassembler.ts';
 import type { ChannelLink } from '../protocol/link.ts';
 import type { Identity } from '../protocol/handlers.ts';
 import type { MessageRate } from '../security/rate-limit.ts';

@@ -16,10 +16,10 @@ import { encodeMessage, MessageReader } from './wire.ts';
 /** How often a channel that still buffers the server's bytes reports its drain (wrtc has no bufferedamountlow event). */
 const DRAIN_POLL_MS = 2;
 /**
- * Small sends are acknowledged in batches: at once past this many bytes, else after REPORT_DELAY_MS. A report
- * reads wrtc's bufferedAmount (a synchronous call into its network thread) and is a message of its own, which per
- * request would cost more than the request; the server counts at most this much too many as buffered meanwhile,
- * far under the link's high water mark.
+ * Small sends are measured in batches: at once past this many bytes, else after REPORT_DELAY_MS. A measure reads
+ * wrtc's bufferedAmount (a synchronous call into its network thread) and a report is a message of its own, which
+ * per request would cost more than the request; the server counts at most this much too many as buffered
+ * meanwhile, far under the link's high water mark.
  */
 const REPORT_BYTES = 256 * 1024;
 const REPORT_DELAY_MS = 10;
@@ -44,20 +44,17 @@ process.stdout.write = process.stderr.write.bind(process.stderr) as typeof proce
  * under load many events come in one turn.
  */
 let pending: Uint8Array[] = [];
-let pendingBytes = 0;
 const emit = (event: PeerEvent, payload?: Uint8Array | string) => {
   if (pending.length === 0) setImmediate(flush);
-  for (const part of encodeMessage(event as never, payload)) {
-    pending.push(part);
-    pendingBytes += part.length;
-  }
+  for (const part of encodeMessage(event as never, payload)) pending.push(part);
 };
+/** One writev of the turn's events: large payloads (messages from clients) go out uncopied. */
 function flush(): void {
   const parts = pending;
-  const bytes = pendingBytes;
   pending = [];
-  pendingBytes = 0;
-  writeOut(parts.length === 1 ? parts[0] : Buffer.concat(parts, bytes));
+  process.stdout.cork();
+  for (const part of parts) writeOut(part);
+  process.stdout.uncork();
 }
 
 const peers = new Map<number, RTCPeerConnection>();
@@ -98,7 +95,7 @@ function watchChannel(id: number, channel: RTCDataChannel): void {
   channel.onopen = () => emit({ ev: 'open', channel: id });
   channel.onclose = () => {
     channels.delete(id);
-    drained.delete(id);
+    outgoing.delete(id);
     emit({ ev: 'close', channel: id });
   };
   channel.onmessage = ({ data }) => {
@@ -136,38 +133,73 @@ function closedSnapshot(): PeerSnapshot {
 }
 
 /**
- * Bytes of the server's that went into each channel since its last report. The server counts what it wrote to
- * the pipe as buffered until a report says it left; reports come in batches (see REPORT_BYTES), then one every
- * DRAIN_POLL_MS while a channel still buffers.
+ * What the server counts as buffered on a channel it sends on is the bytes still in the pipe plus what the channel
+ * buffers. So for each channel the process tells it the bytes that left the pipe into the channel since it last
+ * said, and what the channel buffers: as last read, plus what went in since. Reading is a synchronous call into
+ * wrtc's network thread, which under bulk traffic holds this thread for as long as that one is busy, so a batch of
+ * sends is told at once (the server keeps sending) but the channel is read only every DRAIN_POLL_MS while it drains.
  */
-const sentSinceReport = new Map<number, number>();
+interface Outgoing {
+  /** Bytes that went into the channel since the server was last told. */
+  sent: number;
+  /** What the channel buffers: last read, plus `sent` since then. Never below the truth. */
+  amount: number;
+  /** The amount the server was last told. */
+  told: number;
+}
+const outgoing = new Map<number, Outgoing>();
 let unreportedBytes = 0;
-const drained = new Set<number>();
-let reportTimer: ReturnType<typeof setTimeout> | undefined;
-let reportNow: ReturnType<typeof setImmediate> | undefined;
+let tellSoon: ReturnType<typeof setImmediate> | undefined;
+let measureTimer: ReturnType<typeof setTimeout> | undefined;
+let measureAt = Infinity;
 
 function sent(id: number, bytes: number): void {
-  sentSinceReport.set(id, (sentSinceReport.get(id) ?? 0) + bytes);
+  let channel = outgoing.get(id);
+  if (!channel) outgoing.set(id, (channel = { sent: 0, amount: 0, told: 0 }));
+  channel.sent += bytes;
+  channel.amount += bytes;
   unreportedBytes += bytes;
-  if (unreportedBytes >= REPORT_BYTES) reportNow ??= setImmediate(report);
-  else reportTimer ??= setTimeout(report, REPORT_DELAY_MS);
+  if (unreportedBytes < REPORT_BYTES) return measureIn(REPORT_DELAY_MS);
+  tellSoon ??= setImmediate(tell);
+  measureIn(DRAIN_POLL_MS);
 }
 
-function report(): void {
-  clearTimeout(reportTimer);
-  clearImmediate(reportNow);
-  reportTimer = reportNow = undefined;
+/** Reads the channels within `ms` (or sooner, if a read is due sooner already). */
+function measureIn(ms: number): void {
+  const at = performance.now() + ms;
+  if (measureTimer !== undefined && measureAt <= at) return;
+  clearTimeout(measureTimer);
+  measureAt = at;
+  measureTimer = setTimeout(measure, ms);
+}
+
+/** Tells the server what went into each channel, with the estimated amounts: no read of wrtc. */
+function tell(): void {
+  tellSoon = undefined;
   unreportedBytes = 0;
-  const ids = new Set([...sentSinceReport.keys(), ...drained]);
-  for (const id of ids) {
-    const channel = channels.get(id);
-    const amount = channel?.readyState === 'open' ? channel.bufferedAmount : 0;
-    emit({ ev: 'buffered', channel: id, sent: sentSinceReport.get(id) ?? 0, amount });
-    if (amount > 0) drained.add(id);
-    else drained.delete(id);
+  for (const [id, channel] of outgoing) if (channel.sent > 0) report(id, channel);
+}
+
+/** Reads what each channel still buffers, tells the server where it changed, and keeps reading those that drain. */
+function measure(): void {
+  measureTimer = undefined;
+  for (const [id, channel] of outgoing) {
+    const native = channels.get(id);
+    if (!native) {
+      outgoing.delete(id); // closed: the server has its close event, and no longer counts it
+      continue;
+    }
+    channel.amount = native.bufferedAmount;
+    if (channel.sent > 0 || channel.amount !== channel.told) report(id, channel);
+    if (channel.amount === 0) outgoing.delete(id);
   }
-  sentSinceReport.clear();
-  if (drained.size > 0) reportTimer = setTimeout(report, DRAIN_POLL_MS);
+  if (outgoing.size > 0) measureIn(DRAIN_POLL_MS);
+}
+
+function report(id: number, channel: Outgoing): void {
+  emit({ ev: 'buffered', channel: id, sent: channel.sent, amount: channel.amount });
+  channel.sent = 0;
+  channel.told = channel.amount;
 }
 
 function send(id: number, binary: boolean, payload: Uint8Array | undefined): void {

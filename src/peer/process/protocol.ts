@@ -42,5 +42,8 @@ export type PeerEvent =
   | { ev: 'datachannel'; peer: number; channel: number; label: string; readyState: RTCDataChannelState }
   | { ev: 'open' | 'close'; channel: number }
   | { ev: 'message'; channel: number; binary: boolean }
-  /** `sent` bytes of the server's left the pipe into the channel, which now buffers `amount`. */
+  /**
+   * `sent` bytes of the server's left the pipe into the channel, which now buffers at most `amount` (what it read
+   * last, plus what went in since: host.ts reads the channel every few milliseconds only).
+   */
   | { ev: 'buffered'; channel: number; sent: number; amount: number };

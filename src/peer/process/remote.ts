@@ -299,6 +299,12 @@ export class RemoteChannel {
   onmessage: Handler<{ data: string | Uint8Array }> = null;
   /** Always 'arraybuffer': binary messages arrive as ArrayBuffers whatever is set. */
   binaryType = 'arraybuffer';
+  /**
+   * W3C's, which wrtc lacks: fired when a report from the process brings `bufferedAmount` down to the threshold,
+   * so a sender waiting on backpressure resumes then rather than at its next poll.
+   */
+  bufferedAmountLowThreshold = 0;
+  onbufferedamountlow: Handler<Event> = null;
   readonly id: number;
   readonly label: string;
   #readyState: RTCDataChannelState;
@@ -361,8 +367,11 @@ export class RemoteChannel {
   }
 
   buffered(sent: number, amount: number): void {
+    const before = this.bufferedAmount;
     this.#inPipe = Math.max(0, this.#inPipe - sent);
     this.#inChannel = amount;
+    const threshold = this.bufferedAmountLowThreshold;
+    if (before > threshold && this.bufferedAmount <= threshold) this.onbufferedamountlow?.(new Event('bufferedamountlow'));
   }
 }
 
