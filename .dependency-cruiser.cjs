@@ -42,14 +42,14 @@ module.exports = {
       severity: 'error',
       comment: 'an engine answers requests; how they came (sessions, sockets, ports, signaling, peers) is above it',
       from: { path: '^src/engine/' },
-      to: { path: below('src/session/', 'src/transports/', 'src/signaling/', 'src/peer/', 'src/dispatch\\.ts', 'routers/') },
+      to: { path: below('src/session/', 'src/transports/', 'src/signaling/', 'src/peer/', 'src/dispatch\\.ts', 'src/inbound\\.ts', 'routers/') },
     },
     {
       name: 'lower-layers-know-no-session',
       severity: 'error',
       comment: 'the store, security, the peers and config sit below sessions and transports',
       from: { path: below('src/store/', 'src/security/', 'src/peer/', 'src/config\\.ts') },
-      to: { path: below('src/session/', 'src/transports/', 'src/signaling/', 'src/engine/', 'src/dispatch\\.ts', 'routers/') },
+      to: { path: below('src/session/', 'src/transports/', 'src/signaling/', 'src/engine/', 'src/dispatch\\.ts', 'src/inbound\\.ts', 'routers/') },
     },
     {
       name: 'config-is-a-leaf',

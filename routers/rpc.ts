@@ -1,5 +1,4 @@
 import type { TRPCMutationProcedure, TRPCQueryProcedure } from '@trpc/server';
-import { AppError } from '../src/errors.ts';
 import { actions, registry, specOf, type Action, type RequestInput, type ResponseOf } from '../src/protocol/registry.ts';
 import { procedure, router, type Context, type ErrorShape } from './trpc.ts';
 
@@ -17,14 +16,10 @@ function procedureFor(action: Action) {
   const withInput = procedure.input(spec.input);
   const resolve = async ({ input, ctx, signal }: { input: unknown; ctx: Context; signal?: AbortSignal }) => {
     const rpcCaller = ctx.rpcCaller();
-    const { dispatcher } = ctx;
     const request = { requestId: rpcCaller.assignRequestId(), action, params: input };
-    const { frame } = await dispatcher.execute(rpcCaller, request, { signal });
-    const { request_id: _id, ...answer } = frame as Record<string, unknown>;
-    if (answer.type === 'error') {
-      throw new AppError(answer.code as AppError['code'], String(answer.message), { details: answer.details });
-    }
-    return answer;
+    // The dispatcher's AppError is thrown as it is: the error formatter gives it the one shape tRPC clients see.
+    const { result } = await ctx.dispatcher.run(rpcCaller, request, { signal });
+    return { type: spec.response, ...result };
   };
   return spec.kind === 'query' ? withInput.query(resolve) : withInput.mutation(resolve);
 }

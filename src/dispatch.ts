@@ -100,18 +100,32 @@ export class Dispatcher {
   /** Runs a decoded request; resolves with exactly one final answer (a response or an error frame), never rejects. */
   async execute(caller: Caller, request: DecodedRequest, options: ExecuteOptions = {}): Promise<FinalAnswer> {
     const { requestId, action } = request;
+    try {
+      const { result, attachment } = await this.run(caller, request, options);
+      return { frame: { request_id: requestId, type: registry[action].response, ...result }, attachment };
+    } catch (error) {
+      return { frame: errorFrame(toAppError(error), requestId) };
+    }
+  }
+
+  /**
+   * Runs a decoded request: its handler's result and binary part, or the AppError that answers it (thrown). For
+   * callers that answer in a shape of their own (tRPC's `rpc.*`); transports take `execute`'s frames.
+   */
+  async run(caller: Caller, request: DecodedRequest, options: ExecuteOptions = {}): Promise<{ result: object; attachment?: Uint8Array }> {
+    const { requestId, action } = request;
     if (!this.accepting && !specOf(action).answersDuringShutdown) {
-      return fail(new AppError('shutting_down', 'Server is shutting down'), requestId);
+      throw new AppError('shutting_down', 'Server is shutting down');
     }
     if (specOf(action).adminOnly && !caller.identity.admin) {
       const message = `"${action}" changes what every caller shares: it needs an admin key (TABAGENT_ADMIN_KEYS)`;
-      return fail(new AppError('forbidden', message, { details: { action } }), requestId);
+      throw new AppError('forbidden', message, { details: { action } });
     }
     if (caller.inFlight.has(requestId)) {
-      return fail(new AppError('conflict', `request_id "${requestId}" is already in flight`), requestId);
+      throw new AppError('conflict', `request_id "${requestId}" is already in flight`);
     }
     if (caller.inFlight.size >= caller.maxInFlight) {
-      return fail(new AppError('rate_limited', `More than ${caller.maxInFlight} requests in flight; wait for answers`), requestId);
+      throw new AppError('rate_limited', `More than ${caller.maxInFlight} requests in flight; wait for answers`);
     }
 
     const cancellation = new Cancellation();
@@ -121,7 +135,7 @@ export class Dispatcher {
 
     let settled = false;
     let chunks = 0;
-    let replyAttachment: Uint8Array | undefined;
+    let attachment: Uint8Array | undefined;
     const emit = options.emit;
     const live = () => !settled && !cancellation.aborted;
     const ctx: CallContext = {
@@ -141,30 +155,30 @@ export class Dispatcher {
         if (live() && emit) emit({ type: 'event', event: name, request_id: requestId, data });
       },
       attach: (bytes) => {
-        replyAttachment = bytes;
+        attachment = bytes;
       },
     };
 
     const started = performance.now();
-    let answer: FinalAnswer;
+    let ok = false;
     try {
       const handler = this.handlers[action] as Handler<Action>;
       const result = await handler(request.params as RequestParams<Action>, ctx);
       if (cancellation.aborted) throw cancellation.reason;
-      answer = { frame: { request_id: requestId, type: registry[action].response, ...result }, attachment: replyAttachment };
+      ok = true;
+      return { result, attachment };
     } catch (thrown) {
       const error = toAppError(cancellation.aborted ? cancellation.reason : thrown);
       if (error.code === 'internal') log.error(`"${action}" failed`, { request_id: requestId, cause: error.cause });
-      answer = fail(error, requestId);
+      throw error;
     } finally {
       settled = true;
       unlink?.();
       caller.inFlight.delete(requestId);
       this.running--;
       if (this.running === 0) this.wakeIdleWaiters();
+      this.stats.recordRequest(action, performance.now() - started, ok);
     }
-    this.stats.recordRequest(action, performance.now() - started, answer.frame.type !== 'error');
-    return answer;
   }
 
   /** New requests get `shutting_down` from now on; requests already running continue. */
@@ -204,10 +218,6 @@ export class Dispatcher {
     this.idleWaiters = [];
     for (const wake of waiters) wake();
   }
-}
-
-function fail(error: AppError, requestId: string): FinalAnswer {
-  return { frame: errorFrame(error, requestId) };
 }
 
 /** Aborts `cancellation` when `signal` aborts; returns the unsubscribe. */

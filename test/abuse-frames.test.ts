@@ -13,7 +13,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { TabAgent } from '../src/client/index.ts';
 import { isErrorCode } from '../src/errors.ts';
-import { decodeEnvelope as decodeNativeEnvelope, isEnvelope } from '../src/transports/native/envelope.ts';
+import { decodeRouteEnvelope, isRouteEnvelope } from '../src/transports/native/envelope.ts';
 import { spawnNativeHost, type NativeHostClient } from '../src/transports/native/client.ts';
 import { encodeLength, encodeNativeMessage, NativeMessageReader, type NativeInput } from '../src/transports/native/framing.ts';
 import { decodeFrame, decodeRequestObject, MAX_NESTING_DEPTH, type DecodeResult, type InboundFrame } from '../src/protocol/frames.ts';
@@ -334,7 +334,7 @@ async function rawSession(server: TestServer, peers: RawPeer[]): Promise<RawSess
 
 /** The server's side of a raw session's channel. */
 function serverLink(server: TestServer, sessionId: string, label: string): ChannelLink {
-  const link = [...server.app.sessions.get(sessionId).links].find((l) => l.channel.label === label);
+  const link = [...server.app.sessions.get(sessionId).channels].find((l) => l.channel.label === label);
   assert.ok(link, `the server serves channel "${label}"`);
   return link;
 }
@@ -604,7 +604,7 @@ test('data channel: partial messages on all of a session\'s channels share one m
   try {
     const raw = await rawSession(server, peers);
     const [a, b, c] = [await raw.open('a'), await raw.open('b'), await raw.open('c')];
-    const held = () => [...server.app.sessions.get(raw.sessionId).links].reduce((sum, link) => sum + link.partial.bytes, 0);
+    const held = () => [...server.app.sessions.get(raw.sessionId).channels].reduce((sum, link) => sum + link.partial.bytes, 0);
     /** A text request of exactly `size` bytes, in fragments as big as a frame allows. */
     const fragments = (id: string, size: number, messageId: number) => {
       const head = `{"action":"echo","request_id":"${id}","data":"`;
@@ -656,7 +656,7 @@ test('afterwards: the abused session and a new one answer correctly, nothing in 
   assert.is(session.state, 'connected', 'the abused session is still connected');
   await until(() => server.app.dispatcher.inFlightCount === 0, 'nothing in flight');
   for (const id of [raw.sessionId, fresh.sessionId, healthy.sessionId]) {
-    for (const link of server.app.sessions.get(id).links) {
+    for (const link of server.app.sessions.get(id).channels) {
       assert.equal(link.partial, { messages: 0, bytes: 0 }, `no reassembly state on "${link.channel.label}"`);
     }
   }
@@ -780,7 +780,7 @@ function expectNative(text: string): Expected {
     return { kind: 'error', code: 'invalid_json', id: undefined };
   }
   const assign = () => ASSIGNED_MARK;
-  return fromDecoded(isEnvelope(parsed) ? decodeNativeEnvelope(parsed, assign) : decodeRequestObject(parsed, assign), false);
+  return fromDecoded(isRouteEnvelope(parsed) ? decodeRouteEnvelope(parsed, assign) : decodeRequestObject(parsed, assign), false);
 }
 
 test('native messaging: the length reader: lying, huge and truncated lengths never throw, never hold more than a message, and resync', () => {

@@ -3,7 +3,7 @@ import type { PeerFactory } from './factory.ts';
 /**
  * Counts the server's peer connections, for get_stats and the soak (bench/soak.ts). `open`: made and not yet
  * closed. `uncollected`: not yet collected by V8, open ones included. A wrtc peer in this process keeps its native
- * threads until then (see reclaim.ts); a peer process's stand-in (process/remote.ts) held past its close is a leak
+ * threads until then (see reclaim.ts); a peer process's stand-in (process/remote-peer.ts) held past its close is a leak
  * all the same. After churn both come back to zero, the second once a collection has run.
  */
 export class PeerCount {

@@ -1,20 +1,18 @@
 import type { Config } from '../config.ts';
 import type { Dispatcher } from '../dispatch.ts';
-import { shutdownNotice } from '../protocol/events.ts';
 import { AppError } from '../errors.ts';
-import { idOnNode } from './ids.ts';
-import { ANONYMOUS_IDENTITY, sameSecret } from '../security/auth.ts';
-import type { Identity } from '../protocol/handlers.ts';
-import { MessageRate, type SessionRate } from '../security/rate-limit.ts';
 import { log, redact } from '../log.ts';
-import { iceServersFor } from '../peer/ice-servers.ts';
-import { createServerOffer } from '../peer/offer.ts';
-import { ReassemblyBudget } from '../protocol/reassembler.ts';
 import type { PeerFactory } from '../peer/factory.ts';
+import { iceServersFor } from '../peer/ice-servers.ts';
+import type { CandidateInput } from '../protocol/candidates.ts';
+import { shutdownNotice } from '../protocol/events.ts';
+import type { Identity } from '../protocol/handlers.ts';
+import { ReassemblyBudget } from '../protocol/reassembler.ts';
+import { ANONYMOUS_IDENTITY, sameSecret } from '../security/auth.ts';
+import { MessageRate, type SessionRate } from '../security/rate-limit.ts';
 import type { Stats } from '../stats.ts';
-import { serveChannel } from './serve.ts';
-import { Session, type SessionOptions } from './session.ts';
-import { normalizeCandidate, type CandidateInput } from '../protocol/candidates.ts';
+import { idOnNode } from './ids.ts';
+import { notFound, Session, type SessionOptions, type SessionPeers } from './session.ts';
 
 export interface ManagerDeps {
   createPeer: PeerFactory;
@@ -35,39 +33,39 @@ export interface ClusterHooks {
   events: SessionOptions['onEvents'];
 }
 
-/**
- * Client candidates per peer, held before the answer or applied after it; a real client sends a handful. Each
- * applied one makes ICE checks against every local candidate on the network thread that all sessions share: a
- * thousand on one session stalled every other session for seconds.
- */
-const MAX_CANDIDATES = 64;
-/** Peers an offer may go through when they fail while it is made (a peer process dying each time). */
-const OFFER_ATTEMPTS = 3;
 /** How long the links get to hand over the last answers before the peers close. */
 const FLUSH_MS = 1_000;
 /** An empty send buffer is not delivery: SCTP still holds the tail briefly, and closing drops it at the peer. */
 const DELIVERY_MARGIN_MS = 100;
 
-/** Owns every session: creation within limits, signaling steps, inactivity sweep, shutdown. */
+/**
+ * Holds every session: creation within limits (this instance's and the cluster's), lookup by id, resume token and
+ * events ticket, the inactivity sweep, shutdown. Each session does its own signaling (session.ts).
+ */
 export class SessionManager {
   private readonly sessions = new Map<string, Session>();
   private readonly byResumeToken = new Map<string, Session>();
   private readonly perIp = new Map<string, number>();
-  private readonly answering = new Set<Session>();
   /** Ended sessions the cluster's directory is still forgetting. */
   private readonly leavingCluster = new Map<string, Promise<void>>();
-  /** Sessions whose offer is being made. */
-  private readonly offering = new Set<Session>();
-  /** Client candidates applied, or being applied, to each server peer (a resume's new peer starts at 0). */
-  private readonly candidatesPerPeer = new WeakMap<RTCPeerConnection, number>();
   private readonly sweepTimer: ReturnType<typeof setInterval>;
   private created = 0;
   private accepting = true;
+  /** How every session makes, watches and serves its peers. */
+  private readonly peers: SessionPeers;
 
   constructor(
     private readonly config: Config,
     private readonly deps: ManagerDeps,
   ) {
+    this.peers = {
+      create: () => this.newPeer(),
+      dispatcher: deps.dispatcher,
+      stats: deps.stats,
+      maxMessageBytes: config.maxMessageBytes,
+      disconnectGraceMs: config.disconnectGraceMs,
+      iceGatheringTimeoutMs: config.iceGatheringTimeoutMs,
+    };
     this.sweepTimer = setInterval(() => this.sweep(), config.cleanupIntervalMs);
     this.sweepTimer.unref?.();
   }
@@ -108,6 +106,7 @@ export class SessionManager {
         reassembly: new ReassemblyBudget(this.config.maxMessageBytes),
         onClosed: (s) => this.forget(s),
         onEvents: this.deps.cluster?.events,
+        peers: this.peers,
       },
       pc,
       Date.now() + this.config.offerTtlMs,
@@ -116,7 +115,7 @@ export class SessionManager {
     this.byResumeToken.set(session.resumeToken, session);
     this.perIp.set(options.ip, (this.perIp.get(options.ip) ?? 0) + 1);
     this.created++;
-    const offerSdp = await this.offer(session, options.trickle);
+    const offerSdp = await session.offer(options.trickle === true);
     log.info('session created', { session: redact(id), ip: options.ip, owner: session.owner });
     return { session, offerSdp };
   }
@@ -133,69 +132,19 @@ export class SessionManager {
       throw new AppError('not_found', 'Nothing to resume: the session ended or the server restarted; open a new one');
     }
     session.replacePeer(this.newPeer(), Date.now() + this.config.offerTtlMs);
-    const offerSdp = await this.offer(session, options.trickle);
-    log.info('session resumed', { session: redact(session.id), resumes: session.resumes });
+    const offerSdp = await session.offer(options.trickle === true);
+    log.info('session resumed', { session: redact(session.id), resumes: session.info().counts.resumes });
     return { session, offerSdp };
   }
 
-  /**
-   * Applies the client's answer and returns the server's candidates gathered so far (waiting, bounded, for the
-   * first one), so a trickling client has them without a subscription. A second answer is a conflict; a bad SDP
-   * leaves the session waiting, unless it broke the peer (then the session ends, see below).
-   */
-  async answer(id: string, sdp: string, owner?: string): Promise<RTCIceCandidateInit[]> {
-    const session = this.get(id, owner);
-    if (session.state !== 'waiting_for_answer' || this.answering.has(session)) {
-      throw new AppError('conflict', `Session already has an answer (state ${session.state})`);
-    }
-    session.touch();
-    this.answering.add(session);
-    const { pc } = session;
-    try {
-      await pc.setRemoteDescription({ type: 'answer', sdp });
-    } catch (cause) {
-      // libwebrtc parses an answer, then applies it. One that fails while being applied (ICE credentials, DTLS
-      // role, fingerprint, BUNDLE) stays set as the remote description, and the peer then refuses every later
-      // answer ("Session error"): the session could never connect. End it now, not when the offer expires. (The
-      // peer may have failed, and so ended the session, before this rejection came: it is still this answer's fault.)
-      const broken = session.pc === pc && pc.remoteDescription !== null;
-      if (!broken && session.closed) throw notFound();
-      if (session.pc !== pc) throw resumedMeanwhile();
-      if (broken) session.lose('answer rejected');
-      const message = `Answer SDP rejected: ${(cause as Error).message}${broken ? '; this offer can no longer be answered: ask for a new one' : ''}`;
-      throw new AppError('invalid_request', message, { details: { field: 'answerSdp' }, cause });
-    } finally {
-      this.answering.delete(session);
-    }
-    if (session.closed) throw notFound();
-    // A resume gave the session a new peer while this answer was applied to the old one: the new offer is unanswered.
-    if (session.pc !== pc) throw resumedMeanwhile();
-    session.setState('ice_gathering');
-    const early = session.earlyCandidates.splice(0);
-    const applied = early.map((candidate) =>
-      this.applyCandidate(session, candidate).catch((error) => log.debug('early candidate rejected', { session: redact(id), error })),
-    );
-    await Promise.all(applied);
-    if (session.events.candidates().length === 0 && session.pc.iceGatheringState !== 'complete') {
-      await session.events.next(this.config.iceGatheringTimeoutMs);
-    }
-    return session.events.candidates();
+  /** Applies the client's answer to session `id` (see `Session.answer`). */
+  answer(id: string, sdp: string, owner?: string): Promise<RTCIceCandidateInit[]> {
+    return this.get(id, owner).answer(sdp);
   }
 
-  /** Adds a client ICE candidate; before the answer it is held, after it is applied. `null` ends the trickle. */
-  async addIceCandidate(id: string, input: CandidateInput, owner?: string): Promise<void> {
-    const session = this.get(id, owner);
-    session.touch();
-    const candidate = normalizeCandidate(input);
-    if (!candidate) return;
-    if (!session.pc.remoteDescription) {
-      if (session.earlyCandidates.length >= MAX_CANDIDATES) {
-        throw new AppError('conflict', `More than ${MAX_CANDIDATES} candidates before an answer`);
-      }
-      session.earlyCandidates.push(candidate);
-      return;
-    }
-    await this.applyCandidate(session, candidate);
+  /** Adds a client ICE candidate to session `id` (see `Session.addCandidate`). */
+  addIceCandidate(id: string, input: CandidateInput, owner?: string): Promise<void> {
+    return this.get(id, owner).addCandidate(input);
   }
 
   /**
@@ -246,11 +195,9 @@ export class SessionManager {
     const { dispatcher } = this.deps;
     dispatcher.stopAccepting();
     const notice = JSON.stringify(shutdownNotice(graceMs));
-    for (const session of this.sessions.values()) {
-      for (const link of session.links) link.sendText(notice).catch(() => {});
-    }
+    for (const session of this.sessions.values()) session.notify(notice);
     await dispatcher.drainOrCancel(graceMs, () => [...this.sessions.values()].map((session) => session.caller));
-    await Promise.all([...this.sessions.values()].flatMap((s) => [...s.links].map((link) => link.flush(FLUSH_MS))));
+    await Promise.all([...this.sessions.values()].map((session) => session.flush(FLUSH_MS)));
     if (this.sessions.size > 0) await new Promise((resolve) => setTimeout(resolve, DELIVERY_MARGIN_MS));
     for (const session of [...this.sessions.values()]) session.close('server shutting down');
   }
@@ -266,82 +213,6 @@ export class SessionManager {
     return this.deps.createPeer({ iceServers: iceServersFor(this.config, 'tabagent-server').iceServers });
   }
 
-  /**
-   * Makes the session's current peer's offer, with the server's `tabagent` channel served. A peer that fails
-   * meanwhile (its peer process died, or hung and was killed) is replaced and the offer made again: the client
-   * only sees it take longer.
-   */
-  private async offer(session: Session, trickle?: boolean): Promise<string> {
-    for (let attempt = 1; ; attempt++) {
-      const { pc } = session;
-      this.watchPeer(session, pc);
-      this.offering.add(session);
-      try {
-        const offer = await createServerOffer(pc, { trickle: trickle === true, gatheringTimeoutMs: this.config.iceGatheringTimeoutMs });
-        if (session.closed) throw new AppError('shutting_down', 'Session closed while its offer was made');
-        if (session.pc !== pc) throw new AppError('conflict', 'Session was resumed again while this offer was made');
-        if (pc.connectionState === 'failed') throw new PeerFailed();
-        this.serve(session, offer.channel, true);
-        return offer.sdp;
-      } catch (error) {
-        const failed = session.pc === pc && !session.closed && pc.connectionState === 'failed';
-        if (failed && attempt < OFFER_ATTEMPTS) {
-          log.warn('the peer failed while its offer was made; making it again on a new one', { session: redact(session.id), attempt });
-          try {
-            session.retryOffer(this.newPeer());
-            continue;
-          } catch (refused) {
-            error = refused;
-          }
-        }
-        if (session.pc === pc) session.lose('offer failed');
-        if (error instanceof AppError) throw error;
-        if (failed) throw new AppError('server_busy', 'The server\'s WebRTC peers kept failing while the offer was made; try again shortly', { cause: error });
-        log.error('could not create an offer', { session: redact(session.id), error });
-        throw new AppError('internal', 'Could not create a WebRTC offer', { cause: error });
-      } finally {
-        this.offering.delete(session);
-      }
-    }
-  }
-
-  /** Follows one peer of the session; once a resume replaces it, its late events are ignored. */
-  private watchPeer(session: Session, pc: RTCPeerConnection): void {
-    const current = () => session.pc === pc && !session.closed;
-    pc.onicecandidate = ({ candidate }) => {
-      if (current()) session.events.push({ kind: 'candidate', candidate: candidate ? candidate.toJSON() : null });
-    };
-    pc.onconnectionstatechange = () => {
-      if (!current()) return;
-      switch (pc.connectionState) {
-        case 'connected':
-          session.peerRecovered();
-          if (session.state === 'ice_gathering') session.setState('connected');
-          break;
-        case 'disconnected':
-          session.peerDisconnected(this.config.disconnectGraceMs);
-          break;
-        case 'failed':
-          // While its offer is made, offer() replaces a failed peer.
-          if (!this.offering.has(session)) session.lose('peer connection failed');
-          break;
-        case 'closed':
-          session.lose('peer connection closed');
-      }
-    };
-    pc.ondatachannel = ({ channel }) => (current() ? this.serve(session, channel, false) : channel.close());
-  }
-
-  private serve(session: Session, channel: RTCDataChannel, primary: boolean): void {
-    if (session.closed) return channel.close();
-    serveChannel(session, channel, {
-      dispatcher: this.deps.dispatcher,
-      stats: this.deps.stats,
-      maxMessageBytes: this.config.maxMessageBytes,
-      primary,
-    });
-  }
-
   /** Makes room by closing the longest-suspended session that `match`es; false when there is none. */
   private evictSuspended(match: (session: Session) => boolean): boolean {
     let oldest: Session | undefined;
@@ -350,25 +221,6 @@ export class SessionManager {
     }
     oldest?.close('replaced by a new session (limit reached)');
     return oldest !== undefined;
-  }
-
-  private async applyCandidate(session: Session, candidate: RTCIceCandidateInit): Promise<void> {
-    const { pc } = session;
-    // Counted before the await, so concurrent calls cannot all pass the check; a rejected one gives its place back.
-    const taken = this.candidatesPerPeer.get(pc) ?? 0;
-    if (taken >= MAX_CANDIDATES) throw new AppError('conflict', `More than ${MAX_CANDIDATES} candidates for one peer`, { details: { field: 'candidate' } });
-    this.candidatesPerPeer.set(pc, taken + 1);
-    try {
-      await pc.addIceCandidate(candidate);
-      session.remoteCandidates++;
-    } catch (cause) {
-      this.candidatesPerPeer.set(pc, (this.candidatesPerPeer.get(pc) ?? 1) - 1);
-      if (session.closed) throw notFound();
-      throw new AppError('invalid_request', `ICE candidate rejected: ${(cause as Error).message}`, {
-        details: { field: 'candidate' },
-        cause,
-      });
-    }
   }
 
   /** Whether this instance takes a new session from `ip` now; throws the AppError that refuses it. */
@@ -402,23 +254,7 @@ export class SessionManager {
   }
 }
 
-/** The peer failed while its offer was made. */
-class PeerFailed extends Error {
-  constructor() {
-    super('The peer connection failed while its offer was made');
-  }
-}
-
 /** Ownership: the one check behind every signaling step on an existing session. */
 function ownedBy(session: Session, owner: string | undefined): boolean {
   return owner === undefined || session.owner === owner;
-}
-
-function resumedMeanwhile(): AppError {
-  return new AppError('conflict', 'Session was resumed while this answer was applied; answer the new offer');
-}
-
-/** The same answer for a closed session and one that never existed: ids are capabilities, not to be probed. */
-function notFound(): AppError {
-  return new AppError('not_found', 'No such session (it may have expired or been closed)');
 }

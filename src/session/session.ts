@@ -1,11 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { Caller } from '../dispatch.ts';
+import { Caller, type Dispatcher } from '../dispatch.ts';
 import { AppError } from '../errors.ts';
 import { log, redact } from '../log.ts';
-import type { ReassemblyBudget } from '../protocol/reassembler.ts';
-import type { ChannelLink } from '../protocol/link.ts';
+import { createServerOffer } from '../peer/offer.ts';
+import { normalizeCandidate, type CandidateInput } from '../protocol/candidates.ts';
 import type { Identity } from '../protocol/handlers.ts';
+import { DEFAULT_MAX_MESSAGE_SIZE, type ChannelLink } from '../protocol/link.ts';
+import type { ReassemblyBudget } from '../protocol/reassembler.ts';
 import type { MessageRate } from '../security/rate-limit.ts';
+import type { Stats } from '../stats.ts';
+import { serveChannel } from '../transports/data-channel/serve.ts';
 import { EventLog, type EventListener } from './events.ts';
 import { idOnNode } from './ids.ts';
 import { Outbox } from './outbox.ts';
@@ -24,6 +28,15 @@ const NEXT_STATES: Record<SessionState, readonly SessionState[]> = {
   suspended: ['waiting_for_answer', 'disconnected'],
   disconnected: [],
 };
+
+/**
+ * Client candidates per peer, held before the answer or applied after it; a real client sends a handful. Each
+ * applied one makes ICE checks against every local candidate on the network thread that all sessions share: a
+ * thousand on one session stalled every other session for seconds.
+ */
+const MAX_CANDIDATES = 64;
+/** Peers an offer may go through when they fail while it is made (a peer process dying each time). */
+const OFFER_ATTEMPTS = 3;
 
 export interface SessionInfo {
   id: string;
@@ -56,11 +69,26 @@ export interface SessionOptions {
   onClosed(session: Session): void;
   /** Told of its signaling events, whichever peer they are about (the cluster passes them to other nodes). */
   onEvents?(session: Session, change: Parameters<EventListener>[0]): void;
+  /** How its peers are made, watched and served: the same for every session of a server. */
+  peers: SessionPeers;
+}
+
+export interface SessionPeers {
+  /** A new server-side peer (the configured STUN/TURN servers), when an offer must be made again. */
+  create(): RTCPeerConnection;
+  dispatcher: Dispatcher;
+  stats: Stats;
+  maxMessageBytes: number;
+  /** How long ICE may stay `disconnected` before the peer counts as lost. */
+  disconnectGraceMs: number;
+  /** How long a non-trickle offer waits for gathering, and an answer for the server's first candidate. */
+  iceGatheringTimeoutMs: number;
 }
 
 /**
  * One client's session: its current peer connection and data channels, its in-flight requests, what it has
- * sent them (for a resume), and its signaling events. The peer can be replaced (a resume); the session, its
+ * sent them (for a resume), and its signaling events. It makes its peer's offer, applies the client's answer and
+ * candidates, watches the peer and serves its channels. The peer can be replaced (a resume); the session, its
  * requests and its id stay.
  */
 export class Session {
@@ -82,20 +110,24 @@ export class Session {
   /** Shared by the reassemblers of all its channels. */
   readonly reassembly: ReassemblyBudget;
   readonly outbox: Outbox<ChannelLink>;
-  readonly links = new Set<ChannelLink>();
   readonly createdAt = Date.now();
-  lastActivity = this.createdAt;
-  requests = 0;
-  resumes = 0;
-  remoteCandidates = 0;
+  private touchedAt = this.createdAt;
+  private requests = 0;
+  private resumes = 0;
+  private remoteCandidates = 0;
   /** The current peer, its signaling events and its offer's deadline; a resume replaces all three. */
-  pc!: RTCPeerConnection;
-  events: EventLog;
-  expiresAt = 0;
+  private peer: RTCPeerConnection;
+  private eventLog: EventLog;
+  private offerExpiresAt: number;
+  private readonly links = new Set<ChannelLink>();
   /** The server's `tabagent` channel on the current peer: where resumable requests are answered. */
-  primary: ChannelLink | undefined;
+  private primary: ChannelLink | undefined;
   /** Client ICE candidates that arrived before the answer: applied once the remote description is set. */
-  earlyCandidates: RTCIceCandidateInit[] = [];
+  private earlyCandidates: RTCIceCandidateInit[] = [];
+  /** Client candidates applied, or being applied, to the current peer. */
+  private candidatesApplied = 0;
+  private answering = false;
+  private offering = false;
   private current: SessionState = 'waiting_for_answer';
   private connectedOnce = false;
   private disconnectTimer: ReturnType<typeof setTimeout> | undefined;
@@ -109,7 +141,7 @@ export class Session {
     this.ip = options.ip;
     this.owner = options.identity.id;
     this.resumeToken = idOnNode(options.nodeId, 24);
-    this.events = this.newEventLog();
+    this.eventLog = this.newEventLog();
     this.caller = new Caller(options.id, options.identity, options.maxInFlight);
     this.messageRate = options.messageRate;
     this.reassembly = options.reassembly;
@@ -117,8 +149,28 @@ export class Session {
       maxBytes: options.resumeBufferBytes,
       retentionMs: options.resumeGraceMs,
     });
-    this.pc = pc;
-    this.expiresAt = expiresAt;
+    this.peer = pc;
+    this.offerExpiresAt = expiresAt;
+  }
+
+  /** The current peer. */
+  get pc(): RTCPeerConnection {
+    return this.peer;
+  }
+
+  /** The current peer's signaling events (its candidates, its state). */
+  get events(): EventLog {
+    return this.eventLog;
+  }
+
+  /** The current peer's data channels, served. */
+  get channels(): ReadonlySet<ChannelLink> {
+    return this.links;
+  }
+
+  /** When the current offer expires unanswered (or answered, unconnected). */
+  get expiresAt(): number {
+    return this.offerExpiresAt;
   }
 
   get state(): SessionState {
@@ -146,7 +198,12 @@ export class Session {
   }
 
   touch(): void {
-    this.lastActivity = Date.now();
+    this.touchedAt = Date.now();
+  }
+
+  /** When the client last did something (signaling, a message, an answer delivered). */
+  get lastActivity(): number {
+    return this.touchedAt;
   }
 
   /** ICE reported `disconnected`: it may recover; if it has not within `graceMs`, the peer is lost. */
@@ -181,11 +238,6 @@ export class Session {
     this.resumes++;
   }
 
-  /** The peer failed while its offer was made (its peer process died): `pc` makes the offer instead. Not a resume. */
-  retryOffer(pc: RTCPeerConnection): void {
-    this.takePeer(pc, this.expiresAt);
-  }
-
   /** Ends everything the session owns; safe to call more than once. */
   close(reason: string, cancellation = new AppError('cancelled', `Session closed: ${reason}`)): void {
     if (this.closed) return;
@@ -197,6 +249,134 @@ export class Session {
     this.events.end();
     log.info('session closed', { session: redact(this.id), reason });
     this.options.onClosed(this);
+  }
+
+  /**
+   * Makes the current peer's offer, with the server's `tabagent` channel served. A peer that fails meanwhile (its
+   * peer process died, or hung and was killed) is replaced and the offer made again: the client only sees it take
+   * longer.
+   */
+  async offer(trickle: boolean): Promise<string> {
+    const { peers } = this.options;
+    for (let attempt = 1; ; attempt++) {
+      const pc = this.peer;
+      this.watch(pc);
+      this.offering = true;
+      try {
+        const offer = await createServerOffer(pc, { trickle, gatheringTimeoutMs: peers.iceGatheringTimeoutMs });
+        if (this.closed) throw new AppError('shutting_down', 'Session closed while its offer was made');
+        if (this.peer !== pc) throw new AppError('conflict', 'Session was resumed again while this offer was made');
+        if (pc.connectionState === 'failed') throw new PeerFailed();
+        this.serve(offer.channel, true);
+        return offer.sdp;
+      } catch (error) {
+        const failed = this.peer === pc && !this.closed && pc.connectionState === 'failed';
+        if (failed && attempt < OFFER_ATTEMPTS) {
+          log.warn('the peer failed while its offer was made; making it again on a new one', { session: redact(this.id), attempt });
+          try {
+            this.takePeer(peers.create(), this.offerExpiresAt);
+            continue;
+          } catch (refused) {
+            error = refused;
+          }
+        }
+        if (this.peer === pc) this.lose('offer failed');
+        if (error instanceof AppError) throw error;
+        if (failed) throw new AppError('server_busy', 'The server\'s WebRTC peers kept failing while the offer was made; try again shortly', { cause: error });
+        log.error('could not create an offer', { session: redact(this.id), error });
+        throw new AppError('internal', 'Could not create a WebRTC offer', { cause: error });
+      } finally {
+        this.offering = false;
+      }
+    }
+  }
+
+  /**
+   * Applies the client's answer and returns the server's candidates gathered so far (waiting, bounded, for the
+   * first one), so a trickling client has them without a subscription. A second answer is a conflict; a bad SDP
+   * leaves the session waiting, unless it broke the peer (then the session ends, see below).
+   */
+  async answer(sdp: string): Promise<RTCIceCandidateInit[]> {
+    if (this.state !== 'waiting_for_answer' || this.answering) {
+      throw new AppError('conflict', `Session already has an answer (state ${this.state})`);
+    }
+    this.touch();
+    this.answering = true;
+    const pc = this.peer;
+    try {
+      await pc.setRemoteDescription({ type: 'answer', sdp });
+    } catch (cause) {
+      // libwebrtc parses an answer, then applies it. One that fails while being applied (ICE credentials, DTLS
+      // role, fingerprint, BUNDLE) stays set as the remote description, and the peer then refuses every later
+      // answer ("Session error"): the session could never connect. End it now, not when the offer expires. (The
+      // peer may have failed, and so ended the session, before this rejection came: it is still this answer's fault.)
+      const broken = this.peer === pc && pc.remoteDescription !== null;
+      if (!broken && this.closed) throw notFound();
+      if (this.peer !== pc) throw resumedMeanwhile();
+      if (broken) this.lose('answer rejected');
+      const message = `Answer SDP rejected: ${(cause as Error).message}${broken ? '; this offer can no longer be answered: ask for a new one' : ''}`;
+      throw new AppError('invalid_request', message, { details: { field: 'answerSdp' }, cause });
+    } finally {
+      this.answering = false;
+    }
+    if (this.closed) throw notFound();
+    // A resume gave the session a new peer while this answer was applied to the old one: the new offer is unanswered.
+    if (this.peer !== pc) throw resumedMeanwhile();
+    this.setState('ice_gathering');
+    const early = this.earlyCandidates.splice(0);
+    const applied = early.map((candidate) =>
+      this.applyCandidate(candidate).catch((error) => log.debug('early candidate rejected', { session: redact(this.id), error })),
+    );
+    await Promise.all(applied);
+    if (this.eventLog.candidates().length === 0 && this.peer.iceGatheringState !== 'complete') {
+      await this.eventLog.next(this.options.peers.iceGatheringTimeoutMs);
+    }
+    return this.eventLog.candidates();
+  }
+
+  /** Adds a client ICE candidate; before the answer it is held, after it is applied. `null` ends the trickle. */
+  async addCandidate(input: CandidateInput): Promise<void> {
+    this.touch();
+    const candidate = normalizeCandidate(input);
+    if (!candidate) return;
+    if (!this.peer.remoteDescription) {
+      if (this.earlyCandidates.length >= MAX_CANDIDATES) {
+        throw new AppError('conflict', `More than ${MAX_CANDIDATES} candidates before an answer`);
+      }
+      this.earlyCandidates.push(candidate);
+      return;
+    }
+    await this.applyCandidate(candidate);
+  }
+
+  /** Sends `text` on every channel of the current peer (a notice for all, such as shutdown's). */
+  notify(text: string): void {
+    for (const link of this.links) link.sendText(text).catch(() => {});
+  }
+
+  /** Resolves once every channel has handed over what it holds, or `timeoutMs` passed. */
+  async flush(timeoutMs: number): Promise<void> {
+    await Promise.all([...this.links].map((link) => link.flush(timeoutMs)));
+  }
+
+  // What the data channels it serves tell it (transports/data-channel/serve.ts).
+
+  /** A request arrived and was accepted to run. */
+  requestAccepted(): void {
+    this.requests++;
+  }
+
+  channelOpened(): void {
+    if (this.state === 'ice_gathering') this.setState('connected');
+  }
+
+  /** One of its channels closed: its requests are cancelled (the `tabagent` channel's stay, kept for a resume). */
+  channelClosed(link: ChannelLink, label: string): void {
+    const current = this.links.delete(link);
+    this.outbox.detach(link);
+    this.caller.cancel(`Data channel "${label}" closed`, (request) => request.origin === link);
+    // A channel of a peer the session already replaced says nothing about the session.
+    if (current && (link === this.primary || this.links.size === 0)) this.lose(`data channel "${label}" closed`);
   }
 
   info(): SessionInfo {
@@ -218,16 +398,74 @@ export class Session {
   }
 
   private takePeer(pc: RTCPeerConnection, expiresAt: number): void {
-    if (this.closed) throw new AppError('not_found', 'No such session (it may have expired or been closed)');
+    if (this.closed) throw notFound();
     clearTimeout(this.suspendTimer);
     this.suspendTimer = undefined;
     this.dropPeer();
-    this.events.end();
-    this.events = this.newEventLog();
+    this.eventLog.end();
+    this.eventLog = this.newEventLog();
     this.earlyCandidates = [];
-    this.pc = pc;
-    this.expiresAt = expiresAt;
+    this.candidatesApplied = 0;
+    this.peer = pc;
+    this.offerExpiresAt = expiresAt;
     this.setState('waiting_for_answer');
+  }
+
+  /** Follows one peer; once a resume replaces it, its late events are ignored. */
+  private watch(pc: RTCPeerConnection): void {
+    const current = () => this.peer === pc && !this.closed;
+    pc.onicecandidate = ({ candidate }) => {
+      if (current()) this.eventLog.push({ kind: 'candidate', candidate: candidate ? candidate.toJSON() : null });
+    };
+    pc.onconnectionstatechange = () => {
+      if (!current()) return;
+      switch (pc.connectionState) {
+        case 'connected':
+          this.peerRecovered();
+          if (this.state === 'ice_gathering') this.setState('connected');
+          break;
+        case 'disconnected':
+          this.peerDisconnected(this.options.peers.disconnectGraceMs);
+          break;
+        case 'failed':
+          // While its offer is made, offer() replaces a failed peer.
+          if (!this.offering) this.lose('peer connection failed');
+          break;
+        case 'closed':
+          this.lose('peer connection closed');
+      }
+    };
+    pc.ondatachannel = ({ channel }) => (current() ? this.serve(channel, false) : channel.close());
+  }
+
+  private serve(channel: RTCDataChannel, primary: boolean): void {
+    if (this.closed) return channel.close();
+    const { dispatcher, stats, maxMessageBytes } = this.options.peers;
+    const maxMessageSize = this.peer.sctp?.maxMessageSize || DEFAULT_MAX_MESSAGE_SIZE;
+    const link = serveChannel(this, channel, { dispatcher, stats, maxMessageBytes, maxMessageSize, primary });
+    this.links.add(link);
+    if (primary) this.primary = link;
+    if (channel.readyState === 'open') this.channelOpened();
+  }
+
+  private async applyCandidate(candidate: RTCIceCandidateInit): Promise<void> {
+    const pc = this.peer;
+    // Counted before the await, so concurrent calls cannot all pass the check; a rejected one gives its place back.
+    if (this.candidatesApplied >= MAX_CANDIDATES) {
+      throw new AppError('conflict', `More than ${MAX_CANDIDATES} candidates for one peer`, { details: { field: 'candidate' } });
+    }
+    this.candidatesApplied++;
+    try {
+      await pc.addIceCandidate(candidate);
+      this.remoteCandidates++;
+    } catch (cause) {
+      if (this.peer === pc) this.candidatesApplied--;
+      if (this.closed) throw notFound();
+      throw new AppError('invalid_request', `ICE candidate rejected: ${(cause as Error).message}`, {
+        details: { field: 'candidate' },
+        cause,
+      });
+    }
   }
 
   private newEventLog(): EventLog {
@@ -245,11 +483,27 @@ export class Session {
     this.links.clear();
     this.primary = undefined;
     try {
-      this.pc.close();
+      this.peer.close();
     } catch (error) {
       log.warn('closing a peer failed', { session: redact(this.id), error });
     }
   }
+}
+
+/** The peer failed while its offer was made. */
+class PeerFailed extends Error {
+  constructor() {
+    super('The peer connection failed while its offer was made');
+  }
+}
+
+function resumedMeanwhile(): AppError {
+  return new AppError('conflict', 'Session was resumed while this answer was applied; answer the new offer');
+}
+
+/** The same answer for a closed session and one that never existed: ids are capabilities, not to be probed. */
+export function notFound(): AppError {
+  return new AppError('not_found', 'No such session (it may have expired or been closed)');
 }
 
 /** A send to a link that closed meanwhile: the outbox still holds the frame for a resume. */

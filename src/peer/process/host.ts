@@ -1,9 +1,9 @@
 /**
  * The peer process: holds the server's peers, on the backend named by its one argument (`wrtc` or
  * `node-datachannel`), so that a native crash in the WebRTC stack ends this process, not the server. The server
- * (remote.ts) drives it over stdin/stdout; logs go to stderr. It exits when stdin ends: the server closed it, or the
- * server is gone. Signals do not end it: on SIGINT or SIGTERM (a Ctrl-C, systemd stopping the service) the server
- * still drains its requests through these peers, then closes it.
+ * (peer-process.ts) drives it over stdin/stdout; logs go to stderr. It exits when stdin ends: the server closed it, or
+ * the server is gone. Signals do not end it: on SIGINT or SIGTERM (a Ctrl-C, systemd stopping the service) the
+ * server still drains its requests through these peers, then closes it.
  */
 import { PEER_BACKENDS, type PeerBackend } from '../../config.ts';
 import { loadPeerFactory } from '../backend.ts';

@@ -3,7 +3,8 @@ import { AppError } from '../../errors.ts';
 import { log } from '../../log.ts';
 import { fdBudget, overBudget, roomForPeer } from '../fd-budget.ts';
 import type { PeerFactory } from '../factory.ts';
-import { PeerProcess, RemotePeer, type PeerProcessOptions } from './remote.ts';
+import { PeerProcess, type PeerProcessOptions } from './peer-process.ts';
+import { RemotePeer } from './remote-peer.ts';
 
 /** A host that dies sooner than this after starting is not restarted until a peer needs one. */
 const RESTART_AFTER_MS = 1_000;

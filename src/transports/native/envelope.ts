@@ -14,11 +14,11 @@ const ENVELOPE_FIELDS = new Set(['route', 'request_id', 'payload']);
 /** Fields the envelope itself carries: inside `payload` they would be ambiguous. */
 const RESERVED_PAYLOAD_FIELDS = ['action', 'request_type', 'request_id'];
 
-export function isEnvelope(frame: unknown): frame is Record<string, unknown> {
+export function isRouteEnvelope(frame: unknown): frame is Record<string, unknown> {
   return typeof frame === 'object' && frame !== null && !Array.isArray(frame) && Object.hasOwn(frame, 'route');
 }
 
-export function decodeEnvelope(envelope: Record<string, unknown>, assignId: () => string): DecodeResult {
+export function decodeRouteEnvelope(envelope: Record<string, unknown>, assignId: () => string): DecodeResult {
   const { route, request_id: requestId, payload = {} } = envelope;
   const problem = (field: string, message: string): DecodeResult => {
     const error = new AppError('invalid_request', `Envelope "${field}" ${message}`, { details: { field } });
@@ -37,7 +37,7 @@ export function decodeEnvelope(envelope: Record<string, unknown>, assignId: () =
 }
 
 /** A final answer frame (`{ request_id, type, ...answer }` or an error frame) in the envelope's shape. */
-export function envelopeAnswer(frame: Record<string, unknown> | ErrorFrame): Record<string, unknown> {
+export function routeEnvelopeAnswer(frame: Record<string, unknown> | ErrorFrame): Record<string, unknown> {
   const { request_id: requestId, ...answer } = frame as Record<string, unknown>;
   const head = requestId === undefined ? {} : { request_id: requestId };
   if (answer.type !== 'error') return { ...head, success: true, data: answer };

@@ -6,13 +6,14 @@
  */
 import { Caller, type Dispatcher } from '../../dispatch.ts';
 import { AppError } from '../../errors.ts';
+import { serveMessage, type Endpoint } from '../../inbound.ts';
 import { log } from '../../log.ts';
-import { decodeRequestObject, errorFrame, requestIdOf, undeliverable, type ErrorFrame } from '../../protocol/frames.ts';
+import { decodeRequestObject, errorFrame } from '../../protocol/frames.ts';
 import { decodeUtf8, utf8Length } from '../../protocol/framing.ts';
 import type { LinkStats } from '../../protocol/link.ts';
 import { ANONYMOUS_IDENTITY } from '../../security/auth.ts';
 import type { MessageRate } from '../../security/rate-limit.ts';
-import { decodeEnvelope, envelopeAnswer, isEnvelope } from './envelope.ts';
+import { decodeRouteEnvelope, routeEnvelopeAnswer, isRouteEnvelope } from './envelope.ts';
 import { fragmentJson } from './fragments.ts';
 import { encodeNativeMessage, LENGTH_PREFIX_BYTES, MAX_BROWSER_MESSAGE_BYTES, MAX_HOST_MESSAGE_BYTES, NativeMessageReader } from './framing.ts';
 
@@ -32,12 +33,15 @@ export interface PortOptions {
   messageRate: MessageRate;
 }
 
-export class NativePort {
+export class NativePort implements Endpoint {
   /**
    * The port acts as the anonymous owner, with admin rights: only the extensions in the host manifest's
    * `allowed_origins` can open one, and only the server's own user can reach its socket (see endpoint.ts).
    */
   readonly caller: Caller;
+  readonly messageRate: MessageRate;
+  /** The same port for TabAgent's `{ route, request_id, payload }` envelopes: answers in their shape, no chunks. */
+  readonly #envelopes: Endpoint;
   readonly #stream: PortStream;
   readonly #options: PortOptions;
   readonly #reader: NativeMessageReader;
@@ -47,6 +51,14 @@ export class NativePort {
 
   constructor(id: string, stream: PortStream, options: PortOptions) {
     this.caller = new Caller(id, ANONYMOUS_IDENTITY, options.maxInFlight);
+    this.messageRate = options.messageRate;
+    const inEnvelope = (frame: object) => this.send(routeEnvelopeAnswer(frame as Record<string, unknown>));
+    this.#envelopes = {
+      caller: this.caller,
+      messageRate: this.messageRate,
+      send: inEnvelope,
+      route: () => ({ deliver: ({ frame }) => inEnvelope(frame), origin: this }),
+    };
     this.#stream = stream;
     this.#options = options;
     this.#reader = new NativeMessageReader(Math.min(options.maxMessageBytes, MAX_BROWSER_MESSAGE_BYTES));
@@ -70,8 +82,12 @@ export class NativePort {
     this.caller.cancel(new AppError('cancelled', 'The native messaging port closed'));
   }
 
-  /** Sends a frame; one longer than Chrome takes from a host goes as fragment frames. Nothing once closed. */
-  send(frame: object): void {
+  /**
+   * Sends a frame; one longer than Chrome takes from a host goes as fragment frames. Nothing once closed. JSON only:
+   * a binary part (echo returns the request's, which cannot come this way) is dropped.
+   */
+  send(frame: object, attachment?: Uint8Array): void {
+    if (attachment) log.warn('binary attachment dropped: native messaging carries JSON only', { request_id: (frame as { request_id?: string }).request_id });
     if (this.#closed) return;
     const json = JSON.stringify(frame);
     if (json.length <= MAX_HOST_MESSAGE_BYTES / 3 || utf8Length(json) <= MAX_HOST_MESSAGE_BYTES) return this.#sendMessage(json);
@@ -93,28 +109,16 @@ export class NativePort {
   }
 
   #serve(bytes: Uint8Array): void {
-    const { dispatcher, traffic, messageRate } = this.#options;
+    const { dispatcher, traffic } = this.#options;
     traffic.messagesIn++;
     traffic.bytesIn += LENGTH_PREFIX_BYTES + bytes.length;
-    const limited = messageRate.take();
     const parsed = parseMessage(bytes);
-    if (parsed instanceof AppError) return this.send(errorFrame(parsed));
     // Envelope requests answer in the envelope's shape, whole: their callers expect no chunk or event frames.
-    const envelope = isEnvelope(parsed);
-    const assignId = this.caller.assignRequestId;
-    const decoded = envelope ? decodeEnvelope(parsed, assignId) : decodeRequestObject(parsed, assignId);
-    const answer = (frame: Record<string, unknown> | ErrorFrame) => this.send(envelope ? envelopeAnswer(frame) : frame);
-    if (limited) return answer(errorFrame(limited, requestIdOf(decoded)));
-    if (!decoded.ok) return answer(errorFrame(decoded.error, decoded.requestId));
-    const { request } = decoded;
-    void dispatcher
-      .execute(this.caller, request, { emit: envelope ? undefined : (frame) => this.send(frame), origin: this })
-      .then(({ frame, attachment }) => {
-        // JSON only: a handler's binary part (echo returns the request's, which cannot come this way) is dropped.
-        if (attachment) log.warn('binary attachment dropped: native messaging carries JSON only', { request_id: request.requestId });
-        answer(frame);
-      })
-      .catch((error) => answer(undeliverable(error, request.requestId)));
+    const endpoint = isRouteEnvelope(parsed) ? this.#envelopes : this;
+    serveMessage(dispatcher, endpoint, (assignId) => {
+      if (parsed instanceof AppError) throw parsed;
+      return { frame: isRouteEnvelope(parsed) ? decodeRouteEnvelope(parsed, assignId) : decodeRequestObject(parsed, assignId) };
+    });
   }
 
   #sendMessage(json: string): void {

@@ -5,9 +5,10 @@
  * its binary ENVELOPE is (a request's attachment, an answer's binary part).
  */
 import { Caller, type Dispatcher } from '../../dispatch.ts';
-import { AppError, toAppError } from '../../errors.ts';
+import { AppError } from '../../errors.ts';
+import { serveMessage, type Endpoint } from '../../inbound.ts';
 import { log } from '../../log.ts';
-import { decodeFrame, errorFrame, requestIdOf, undeliverable } from '../../protocol/frames.ts';
+import { decodeFrame } from '../../protocol/frames.ts';
 import { decodeEnvelope, encodeEnvelope, FRAME_ENVELOPE, utf8Length } from '../../protocol/framing.ts';
 import type { LinkStats } from '../../protocol/link.ts';
 import type { Identity } from '../../protocol/handlers.ts';
@@ -31,14 +32,17 @@ export interface ConnectionOptions {
   messageRate: MessageRate;
 }
 
-export class SocketConnection {
+export class SocketConnection implements Endpoint {
   readonly caller: Caller;
+  readonly messageRate: MessageRate;
+  readonly notResumable = 'A WebSocket is not resumable: reconnect and send the requests again';
   readonly #options: ConnectionOptions;
   readonly #peer: SocketPeer;
   #closed = false;
 
   constructor(id: string, peer: SocketPeer, options: ConnectionOptions) {
     this.caller = new Caller(id, options.identity, options.maxInFlight);
+    this.messageRate = options.messageRate;
     this.#peer = peer;
     this.#options = options;
   }
@@ -48,31 +52,17 @@ export class SocketConnection {
    * a Buffer under Node, an ArrayBuffer under Deno). Never throws: a socket's event handler must not.
    */
   receive(data: unknown): void {
-    const { dispatcher, traffic, messageRate } = this.#options;
-    const limited = messageRate.take();
-    let text: string;
-    let attachment: Uint8Array | undefined;
-    try {
+    const { traffic } = this.#options;
+    serveMessage(this.#options.dispatcher, this, (assignId) => {
       const message = typeof data === 'string' ? data : bytesOf(data);
       const size = typeof message === 'string' ? utf8Length(message) : message.length;
       traffic.messagesIn++;
       traffic.bytesIn += size;
       this.#checkSize(size);
-      if (typeof message === 'string') text = message;
-      else ({ header: text, payload: attachment } = decodeBinary(message));
-    } catch (error) {
-      return this.send(errorFrame(toAppError(error)));
-    }
-
-    const decoded = decodeFrame(text, this.caller.assignRequestId);
-    if (limited) return this.send(errorFrame(limited, requestIdOf(decoded)));
-    if (!decoded.ok) return this.send(errorFrame(decoded.error, decoded.requestId));
-    if ('resume' in decoded) return this.send(errorFrame(notResumable()));
-    const emit = (frame: Record<string, unknown>) => this.send(frame);
-    void dispatcher
-      .execute(this.caller, decoded.request, { emit, attachment, origin: this })
-      .then(({ frame, attachment: reply }) => this.send(frame, reply))
-      .catch((error) => this.send(undeliverable(error, decoded.request.requestId)));
+      if (typeof message === 'string') return { frame: decodeFrame(message, assignId) };
+      const { header, payload } = decodeBinary(message);
+      return { frame: decodeFrame(header, assignId), attachment: payload };
+    });
   }
 
   /** Sends one frame (with its binary part as an ENVELOPE); nothing once the socket has closed. Never throws. */
@@ -124,10 +114,4 @@ function decodeBinary(bytes: Uint8Array): { header: string; payload: Uint8Array 
     `Binary messages on a WebSocket are ENVELOPE frames (first byte 0x02), not kind ${bytes.length ? bytes[0] : '(empty)'}: a WebSocket message needs no fragments`,
     { details: { field: 'frame_kind' } },
   );
-}
-
-function notResumable(): AppError {
-  return new AppError('invalid_request', 'A WebSocket is not resumable: reconnect and send the requests again', {
-    details: { field: 'type' },
-  });
 }
