@@ -59,10 +59,12 @@ export const configSchema = z.object({
   /** Per session, the bytes of answers and stream chunks kept for a resume (the oldest go first). */
   resumeBufferBytes: z.coerce.number().int().positive().default(8 * MiB),
   /**
-   * Processes the server's WebRTC peers run in, apart from the server: a native crash in wrtc then costs a resume,
-   * not the server. 0 runs them in the server's own process (a little faster, unprotected).
+   * Processes the server's WebRTC peers run in, apart from the server: a native crash in the WebRTC stack then costs
+   * a resume, not the server, for a pipe hop on every message. 0 (the default) runs them in the server's own
+   * process: with wrtc's send and description races fixed, the churn soaks found no crash left to isolate, and the
+   * hop cost 1.8x the server's CPU per request and twice the round trip's p99 (docs/SPEED.md).
    */
-  peerProcesses: z.coerce.number().int().min(0).max(64).default(1),
+  peerProcesses: z.coerce.number().int().min(0).max(64).default(0),
   /**
    * File descriptors the peers of one process may hold (about 100 an offer not yet answered, 20 a connected peer);
    * past it new offers get 503 `server_busy`, before the process could fail with EMFILE. Default: the process's

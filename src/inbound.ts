@@ -19,9 +19,9 @@ export interface Endpoint {
   send(frame: object, attachment?: Uint8Array): void;
   /**
    * A request that passed decoding is about to run: where its chunks, events and answer go, and the scope whose
-   * closing cancels it. Without it (or when it returns nothing) they go back through `send`, scoped to the endpoint.
+   * closing cancels it. Without it they go back through `send`, scoped to the endpoint.
    */
-  route?(requestId: string): Route | undefined;
+  route?(requestId: string): Route;
   /** A `resume` frame, where this connection can resume; elsewhere it is answered `invalid_request`, saying why. */
   resume?(frame: ResumeFrame): void;
   /** Why this connection cannot resume (the `invalid_request` message), when it has no `resume`. */

@@ -32,7 +32,8 @@ function peerProcessOf(pid: number): number | undefined {
 test('under a 700-file limit, unanswered offers fill the budget, the rest get 503 server_busy, the peer process never runs out', async () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'tabagent-fd-'));
   const server = await startDevServer(
-    { TABAGENT_UPSTREAM_URL: 'off', TABAGENT_DATA_DIR: dataDir, TABAGENT_SESSION_RATE_PER_MINUTE: '0', TABAGENT_MAX_SESSIONS_PER_IP: '100' },
+    // A peer process, asked for (peers run in the server by default): its own limit is what this test reads.
+    { TABAGENT_UPSTREAM_URL: 'off', TABAGENT_DATA_DIR: dataDir, TABAGENT_SESSION_RATE_PER_MINUTE: '0', TABAGENT_MAX_SESSIONS_PER_IP: '100', TABAGENT_PEER_PROCESSES: '1' },
     undefined,
     'node',
     { openFiles: { soft: 300, hard: 700 } },

@@ -125,7 +125,7 @@ for (const peerProcesses of [1, 0]) {
 const resume = suite('node-datachannel: resume');
 
 resume('a peer process that crashes mid-stream is replaced on the same backend; the stream resumes, every chunk once', () =>
-  withServer({}, async (server) => {
+  withServer({ peerProcesses: 1 }, async (server) => {
     const pool = server.app.peerProcesses!;
     const client = await server.client({ reconnect: { initialDelayMs: 20, maxDelayMs: 200, disconnectedMs: 0 } });
     const { sessionId } = client;

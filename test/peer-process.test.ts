@@ -1,6 +1,7 @@
 /**
- * The server's peers live in a peer process, so a native crash in wrtc costs a resume, not the server. These
- * tests crash that process for real (SIGSEGV, as wrtc does) and check that nothing is lost; and the wire codec.
+ * With TABAGENT_PEER_PROCESSES=1 the server's peers live in a peer process, so a native crash in wrtc costs a
+ * resume, not the server. These tests crash that process for real (SIGSEGV, as wrtc does) and check that nothing
+ * is lost; and the wire codec.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -12,6 +13,8 @@ import { FetchEventSource } from './fixtures/sse.ts';
 import { startServer, until } from './fixtures/server.ts';
 
 const test = suite('peer process');
+/** The server's peers run in its own process by default: these tests are about the peer process, so they ask for one. */
+const IN_PEER_PROCESS = { peerProcesses: 1 };
 const words = (n: number) => Array.from({ length: n }, (_, i) => `w${i}`).join(' ');
 
 test('the wire: messages survive any cut of the byte stream, payloads byte for byte', () => {
@@ -31,7 +34,7 @@ test('the wire: messages survive any cut of the byte stream, payloads byte for b
 });
 
 test('a peer process that crashes mid-stream is replaced; the stream resumes with every chunk once, and other sessions carry on', async () => {
-  const server = await startServer({}, { engines: fakeInference({ tokenDelayMs: 40 }) });
+  const server = await startServer(IN_PEER_PROCESS, { engines: fakeInference({ tokenDelayMs: 40 }) });
   try {
     const pool = server.app.peerProcesses!;
     const client = await server.client({ reconnect: { initialDelayMs: 20, maxDelayMs: 200, disconnectedMs: 0 } });
@@ -60,7 +63,7 @@ test('a peer process that crashes mid-stream is replaced; the stream resumes wit
 });
 
 test('a client that follows webrtc.events reconnects as soon as the server reports the crash, before ICE notices', async () => {
-  const server = await startServer({}, { engines: fakeInference({ tokenDelayMs: 40 }) });
+  const server = await startServer(IN_PEER_PROCESS, { engines: fakeInference({ tokenDelayMs: 40 }) });
   try {
     const client = await server.client({
       reconnect: { initialDelayMs: 20, maxDelayMs: 200 },
@@ -85,7 +88,7 @@ test('a client that follows webrtc.events reconnects as soon as the server repor
 });
 
 test('backpressure holds through the pipe: 32 MiB each way arrive whole (libwebrtc closes a channel that queues 16 MiB)', async () => {
-  const server = await startServer();
+  const server = await startServer(IN_PEER_PROCESS);
   try {
     const client = await server.client();
     const payload = Uint8Array.from({ length: 32 * 1024 * 1024 }, (_, i) => (i * 7) % 256);
@@ -99,7 +102,7 @@ test('backpressure holds through the pipe: 32 MiB each way arrive whole (libwebr
 });
 
 test('the peer process lets go of closed peers and their channels, client-opened ones included', async () => {
-  const server = await startServer({ resumeGraceMs: 0 });
+  const server = await startServer({ ...IN_PEER_PROCESS, resumeGraceMs: 0 });
   try {
     for (let i = 0; i < 3; i++) {
       const client = await server.client();
@@ -117,7 +120,7 @@ test('the peer process lets go of closed peers and their channels, client-opened
 });
 
 test('shutdown ends the peer processes with the server', async () => {
-  const server = await startServer();
+  const server = await startServer(IN_PEER_PROCESS);
   const pool = server.app.peerProcesses!;
   const client = await server.client();
   await client.health();
@@ -146,7 +149,7 @@ async function offerAndConnect(url: string): Promise<{ status: number; body: Rec
 }
 
 test('an offer whose peer process dies while it is made is made again on a live one: 200, and it connects', async () => {
-  const server = await startServer();
+  const server = await startServer(IN_PEER_PROCESS);
   try {
     const pool = server.app.peerProcesses!;
     const [doomed] = pool.processes;
@@ -165,7 +168,7 @@ test('an offer whose peer process dies while it is made is made again on a live 
 });
 
 test('a peer process that stops answering is killed and replaced: its session resumes, a new offer is served', async () => {
-  const server = await startServer({ peerHeartbeatTimeoutMs: 1_000 }, { engines: fakeInference({ tokenDelayMs: 40 }) });
+  const server = await startServer({ ...IN_PEER_PROCESS, peerHeartbeatTimeoutMs: 1_000 }, { engines: fakeInference({ tokenDelayMs: 40 }) });
   try {
     const pool = server.app.peerProcesses!;
     const client = await server.client({ reconnect: { initialDelayMs: 20, maxDelayMs: 200, disconnectedMs: 0 } });

@@ -1,8 +1,8 @@
 /**
  * Stopping the server as people do: Ctrl-C on `npm start` or `npx tsx src/main.ts` (SIGINT to the terminal's
  * process group, which npm and tsx may also relay), systemd's default stop (SIGTERM to every process of the
- * service, the peer process included), or a signal to the server alone. Real processes, real wrtc clients with
- * streams running. Each time: every stream in flight finishes whole (or, past the grace, ends `shutting_down`),
+ * service, a peer process included when TABAGENT_PEER_PROCESSES asks for one), or a signal to the server alone.
+ * Real processes, real wrtc clients with streams running. Each time: every stream in flight finishes whole (or, past the grace, ends `shutting_down`),
  * every client is told `shutting_down`, the server and what started it exit 0, and no process is left behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -139,16 +139,27 @@ async function streaming(url: string, words: number) {
   return { client, chunks, done, told, expected: `echo: [slow] ${prompt}` };
 }
 
-/** Runs `signal` against a started server while streams run, then checks what every client and process saw. */
-async function stopWhileStreaming(running: Running, send: (tree: { launcher: number; server: number; host: number; all: number[] }) => void) {
+/**
+ * Runs `signal` against a started server while streams run, then checks what every client and process saw.
+ * `peerProcess`: the server was started with one (TABAGENT_PEER_PROCESSES=1); by default its peers are its own.
+ */
+async function stopWhileStreaming(
+  running: Running,
+  send: (tree: { launcher: number; server: number; all: number[] }) => void,
+  { peerProcess = false } = {},
+) {
   const streams = await Promise.all([30, 40, 50].map((words) => streaming(running.url, words)));
   const tree = descendants(running.launcher.pid!);
   // The source under tsx (`npx tsx src/main.ts`), or the built program (`npm start`).
   const host = tree.find((p) => /process\/host\.ts|peer-process\.mjs/.test(p.command));
-  assert.ok(host, `a peer process under the launcher: ${JSON.stringify(tree)}`);
+  assert.is(Boolean(host), peerProcess, `a peer process under the launcher when asked for, none otherwise: ${JSON.stringify(tree)}`);
   leftovers.pids.push(...tree.map((p) => p.pid));
-  const server = Number(readFileSync(`/proc/${host.pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
-  send({ launcher: running.launcher.pid!, server, host: host.pid, all: [running.launcher.pid!, ...tree.map((p) => p.pid)] });
+  // The server is the peer process's parent; without one, the last (deepest) process running the server's code.
+  const server = host
+    ? Number(readFileSync(`/proc/${host.pid}/stat`, 'utf8').split(') ')[1].split(' ')[1])
+    : tree.findLast((p) => /src\/main\.ts|dist\/server\.mjs/.test(p.command))!.pid;
+  assert.ok(server, `the server under the launcher: ${JSON.stringify(tree)}`);
+  send({ launcher: running.launcher.pid!, server, all: [running.launcher.pid!, ...tree.map((p) => p.pid)] });
 
   for (const [i, stream] of streams.entries()) {
     const answer = await withTimeout(stream.done, 30_000, () => `stream ${i} to finish; output:\n${running.output()}`);
@@ -163,7 +174,7 @@ async function stopWhileStreaming(running: Running, send: (tree: { launcher: num
   assert.ok(running.output().includes('stopped'), `the server drained and exited 0; output:\n${running.output()}`);
   assert.not.ok(running.output().includes('exiting without waiting'), 'one stop, not an abrupt second one');
   assert.not.ok(/peer process (died|stopped answering)/.test(running.output()), 'the peer process was not lost, nor replaced, during shutdown');
-  await withTimeout((async () => { while (alive(host.pid) || alive(server)) await sleep(20); })(), 10_000, 'the server and its peer process to be gone');
+  await withTimeout((async () => { while ((host && alive(host.pid)) || alive(server)) await sleep(20); })(), 10_000, 'the server (and its peer process) to be gone');
   // All gone: their ids may be another process's soon.
   leftovers.pids.length = 0;
 }
@@ -182,10 +193,14 @@ shutdown('Ctrl-C on npx tsx src/main.ts, pressed again within a second: the same
 });
 
 shutdown("systemd's stop (SIGTERM to every process of the service, the peer process too): the streams finish, exit 0", async () => {
-  const running = await launch('npm start');
-  await stopWhileStreaming(running, ({ all }) => {
-    for (const pid of all) process.kill(pid, 'SIGTERM');
-  });
+  const running = await launch('npm start', { TABAGENT_PEER_PROCESSES: '1' });
+  await stopWhileStreaming(
+    running,
+    ({ all }) => {
+      for (const pid of all) process.kill(pid, 'SIGTERM');
+    },
+    { peerProcess: true },
+  );
 });
 
 shutdown('SIGTERM to the server alone, with a stream longer than the grace: it ends shutting_down, the others finish, exit 0', async () => {

@@ -2,9 +2,10 @@
  * The churn soak (bench/soak.ts, `npm run soak`) as CI runs it: 1,000 connect / stream / close cycles against a
  * server process, with clients in processes of their own; a third close their peer abruptly mid-stream (an SCTP
  * ABORT reaching the server while it sends, where wrtc's send race struck) and a tenth are SIGKILLed mid-stream.
- * No peer process crashes and no cycle fails (every offer answered); afterwards sessions, peers, requests, handles,
- * timers, threads and file descriptors are back where they were, memory stayed within bounds, and the server, shut
- * down with streams running, exits by itself. Each check's numbers are in the failure message.
+ * The server runs as its defaults say (its peers in its own process, where a native crash would end it): no crash,
+ * of the server or of a peer process, and no cycle fails (every offer answered); afterwards sessions, peers,
+ * requests, handles, timers, threads and file descriptors are back where they were, memory stayed within bounds,
+ * and the server, shut down with streams running, exits by itself. Each check's numbers are in the failure message.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';

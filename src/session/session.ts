@@ -186,7 +186,7 @@ export class Session {
   }
 
   /** The one place a session's state changes: checks the transition and tells subscribers. */
-  setState(next: SessionState): void {
+  private setState(next: SessionState): void {
     if (next === this.current) return;
     if (!NEXT_STATES[this.current].includes(next)) {
       throw new AppError('conflict', `Session is ${this.current}; it cannot become ${next}`);
@@ -207,13 +207,13 @@ export class Session {
   }
 
   /** ICE reported `disconnected`: it may recover; if it has not within `graceMs`, the peer is lost. */
-  peerDisconnected(graceMs: number): void {
+  private peerDisconnected(graceMs: number): void {
     if (this.disconnectTimer || this.closed) return;
     this.disconnectTimer = setTimeout(() => this.lose('peer connection lost'), graceMs);
     this.disconnectTimer.unref?.();
   }
 
-  peerRecovered(): void {
+  private peerRecovered(): void {
     clearTimeout(this.disconnectTimer);
     this.disconnectTimer = undefined;
   }

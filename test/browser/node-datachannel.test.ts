@@ -38,6 +38,7 @@ function ready(): Promise<void> {
       TABAGENT_UPSTREAM_URL: 'off',
       TABAGENT_DATA_DIR: dataDir,
       TABAGENT_PEER_BACKEND: 'node-datachannel',
+      TABAGENT_PEER_PROCESSES: '1',
     });
     let context;
     ({ browser, context } = await launchForPages(PAGE_ORIGIN));
