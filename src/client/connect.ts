@@ -1,7 +1,7 @@
 import { AppError } from '../errors.ts';
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../protocol/link.ts';
 import type { Action, ResponseOf } from '../protocol/registry.ts';
-import { RequestChannel, type ParamsArgs } from './client.ts';
+import { RequestChannel, type ParamsArgs } from './request-channel.ts';
 import { openPeer, type Peer, type PeerOptions } from './peer.ts';
 import { createSignalingClient, hasEventSource, type SignalingClient, type SignalingOptions } from './signaling.ts';
 

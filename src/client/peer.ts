@@ -1,4 +1,5 @@
 import { AppError } from '../errors.ts';
+import { SERVER_CHANNEL_LABEL } from '../protocol/link.ts';
 import type { SignalingClient } from './signaling.ts';
 
 export interface PeerOptions {
@@ -100,7 +101,7 @@ function serverChannel(pc: RTCPeerConnection, timeoutMs: number, refusals: TurnR
     }, timeoutMs);
     abandoned.addEventListener('abort', () => clearTimeout(timer), { once: true });
     pc.ondatachannel = ({ channel }) => {
-      if (channel.label !== 'tabagent') return;
+      if (channel.label !== SERVER_CHANNEL_LABEL) return;
       const opened = () => {
         clearTimeout(timer);
         resolve(channel);

@@ -1,5 +1,5 @@
-/** The server creates the offer: a `tabagent` data channel (ordered, reliable) and its host candidates inline. */
-export const SERVER_CHANNEL_LABEL = 'tabagent';
+/** The server's offer: a `tabagent` data channel (ordered, reliable), and its host candidates inline. */
+import { SERVER_CHANNEL_LABEL } from '../protocol/link.ts';
 
 export interface Offer {
   channel: RTCDataChannel;

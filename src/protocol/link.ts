@@ -77,6 +77,11 @@ export interface LinkStats {
 const MAX_FRAME_BYTES = 256 * 1024;
 /** Chrome's max message size: what to assume of a peer that states none (`pc.sctp` missing). */
 export const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024;
+/**
+ * The label of the channel the server opens with each offer: its requests belong to the session and are kept for a
+ * resume; a client may open channels of its own beside it.
+ */
+export const SERVER_CHANNEL_LABEL = 'tabagent';
 /** While a paused link waits for `bufferedamountlow`, it also looks for itself this often, in case the event never comes. */
 const EVENT_FALLBACK_MS = 50;
 /** A paused link that has seen its channel open reads `readyState` only every this many polls (see #writable). */

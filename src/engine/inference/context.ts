@@ -1,10 +1,10 @@
 import type { ParamsStore } from '../params.ts';
 import type { BackendSource } from './backend.ts';
-import type { InferenceStore } from './settings.ts';
+import type { ModelSettings } from './model-settings.ts';
 
 /** What the inference handlers share: the backend of the moment, the saved settings and default model, the server params. */
 export interface InferenceDeps {
   backend: BackendSource;
-  store: InferenceStore;
+  modelSettings: ModelSettings;
   params: ParamsStore;
 }

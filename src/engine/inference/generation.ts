@@ -24,7 +24,7 @@ const SAMPLING_KEYS = [
 async function resolve(deps: InferenceDeps, params: { model?: string } & Sampling, owner: string, signal: AbortSignal) {
   // First the backend: without one, saying how to set one up helps more than anything below.
   const backend = await deps.backend();
-  const model = params.model ?? (await deps.store.defaultModel(owner));
+  const model = params.model ?? (await deps.modelSettings.defaultModel(owner));
   if (!model) {
     const offered = await backend.models(signal).then(
       (models) => (models.length ? ` (${models.map((m) => m.id).slice(0, 8).join(', ')}${models.length > 8 ? ', ...' : ''})` : ''),
@@ -35,7 +35,7 @@ async function resolve(deps: InferenceDeps, params: { model?: string } & Samplin
       details: { field: 'model' },
     });
   }
-  const [server, saved] = await Promise.all([deps.params.get(), deps.store.settingsForModel(owner, model)]);
+  const [server, saved] = await Promise.all([deps.params.get(), deps.modelSettings.settingsForModel(owner, model)]);
   const sampling: Record<string, unknown> = {};
   for (const key of SAMPLING_KEYS) {
     const value = params[key] ?? (saved as Sampling)[key] ?? (server as Sampling)[key];

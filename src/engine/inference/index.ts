@@ -5,7 +5,7 @@ import type { BackendSource } from './backend.ts';
 import { estimateHandlers } from './estimates.ts';
 import { generationHandlers } from './generation.ts';
 import { modelHandlers } from './models.ts';
-import { InferenceStore } from './settings.ts';
+import { ModelSettings } from './model-settings.ts';
 import { similarityHandlers } from './similarity.ts';
 
 export { chooseBackend, type BackendChoice } from './select.ts';
@@ -26,7 +26,7 @@ export interface InferenceOptions {
 export function createInferenceEngine(options: InferenceOptions): EngineHandlers<'inference'> {
   const deps = {
     backend: options.backend,
-    store: new InferenceStore(options.settings),
+    modelSettings: new ModelSettings(options.settings),
     params: options.params,
   };
   return {

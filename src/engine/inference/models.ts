@@ -27,7 +27,7 @@ export async function requireModel(backend: InferenceBackend, id: string, signal
 export function modelHandlers(
   deps: InferenceDeps,
 ) {
-  const { backend, store } = deps;
+  const { backend, modelSettings } = deps;
   return {
     list_models: async ({ filter }, { signal }) => {
       const needle = filter?.toLowerCase();
@@ -50,7 +50,7 @@ export function modelHandlers(
 
     select_model: async ({ model_id }, { signal, owner }) => {
       const model = await requireModel(await backend(), model_id, signal);
-      return { model_id: model.id, previous: (await store.setDefaultModel(owner, model.id)) ?? null };
+      return { model_id: model.id, previous: (await modelSettings.setDefaultModel(owner, model.id)) ?? null };
     },
 
     pull_model: async (request, ctx) => (await backend()).pull(request, ctx),
@@ -78,11 +78,11 @@ export function modelHandlers(
     get_inference_settings: async ({ repo_id, variant }, { owner }) => ({
       repo_id,
       variant,
-      settings: (await store.settingsFor(owner, repo_id, variant)) ?? {},
+      settings: (await modelSettings.settingsFor(owner, repo_id, variant)) ?? {},
     }),
 
     save_inference_settings: async ({ repo_id, variant, settings }, { owner }) => {
-      await store.saveSettings(owner, repo_id, variant, settings);
+      await modelSettings.saveSettings(owner, repo_id, variant, settings);
       return { success: true, message: `Saved settings for ${repo_id}:${variant}` };
     },
   } satisfies Partial<Handlers>;

@@ -2,7 +2,7 @@ import type { CallContext } from '../../../protocol/handlers.ts';
 import { AppError } from '../../../errors.ts';
 import type { InferenceBackend, KeepAlive, Model } from '../backend.ts';
 import type { ModelFacts } from '../memory.ts';
-import { splitModelId } from '../settings.ts';
+import { splitModelId } from '../model-settings.ts';
 import type { Upstream } from './client.ts';
 import { modelInfoNumber, type OllamaModel, type OllamaProgress, type OllamaShow } from './ollama.ts';
 

@@ -2,7 +2,7 @@ import type { InferenceSettings } from '../../protocol/requests/models.ts';
 import type { Settings } from '../settings.ts';
 
 /** Each owner's default model and saved per model-and-variant inference settings, kept in the server's settings. */
-export class InferenceStore {
+export class ModelSettings {
   private writes = Promise.resolve();
 
   constructor(private readonly settings: Settings) {}
