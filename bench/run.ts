@@ -17,7 +17,7 @@
  * its peers in the other place (its peer process, or its own process), and on node-datachannel in both.
  * Prints a table and the issue's targets (PASS or MISS), writes bench/results/<date>.json.
  * Knobs: BENCH_ROUND_TRIPS (10000), BENCH_SETUPS (20), BENCH_NATIVE_SETUPS (5), BENCH_TRANSFERS (3),
- * BENCH_SESSIONS (100), BENCH_LOAD_MS (3000), BENCH_CHURN_CYCLES (200 per backend), BENCH_TRANSPORTS (comma-separated
+ * BENCH_SESSIONS (100), BENCH_LOAD_MS (3000, after BENCH_LOAD_WARM_UP_MS, 1000, unmeasured), BENCH_CHURN_CYCLES (200 per backend), BENCH_TRANSPORTS (comma-separated
  * keys, default all; the raw echo always runs), BENCH_SERVER_PROFILE (a directory for the server's CPU profile).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -46,6 +46,8 @@ const NATIVE_SETUPS = knob('BENCH_NATIVE_SETUPS', 5);
 const TRANSFERS = knob('BENCH_TRANSFERS', 3);
 const SESSIONS = knob('BENCH_SESSIONS', 100);
 const LOAD_MS = knob('BENCH_LOAD_MS', 3_000);
+/** Unmeasured load first, as the round trips have their warm-up: the server's path compiled, its buffers grown. */
+const LOAD_WARM_UP_MS = knob('BENCH_LOAD_WARM_UP_MS', 1_000);
 const CHURN_CYCLES = knob('BENCH_CHURN_CYCLES', 200);
 /** Paced load: each session sends a request, waits for its answer, then pauses this long (uniformly drawn). */
 const PAUSE_MS: [number, number] = [50, 150];
@@ -167,6 +169,7 @@ for (const { env, make } of chosen) {
   }
   memory.set(transport.key, result);
   if (sessions.length === SESSIONS) {
+    await load(sessions, PAUSE_MS, LOAD_WARM_UP_MS);
     const paced = await load(sessions, PAUSE_MS);
     const busy = await load(sessions);
     concurrent.set(transport.key, { sessions: SESSIONS, paced, back_to_back: busy });
@@ -185,10 +188,10 @@ for (const { env, churn: churns, transport } of chosen) {
   await fresh.stop();
 }
 
-/** Every session sends requests for LOAD_MS, one at a time each, with a pause after each answer when `pause` is given. */
-async function load(sessions: BenchSession[], pause?: [number, number]): Promise<LoadResult> {
+/** Every session sends requests for `ms`, one at a time each, with a pause after each answer when `pause` is given. */
+async function load(sessions: BenchSession[], pause?: [number, number], ms = LOAD_MS): Promise<LoadResult> {
   const times: number[] = [];
-  const end = performance.now() + LOAD_MS;
+  const end = performance.now() + ms;
   const pauseMs = () => (pause ? pause[0] + Math.random() * (pause[1] - pause[0]) : 0);
   await Promise.all(
     sessions.map(async (session) => {
@@ -199,7 +202,7 @@ async function load(sessions: BenchSession[], pause?: [number, number]): Promise
       }
     }),
   );
-  return { ...percentiles(times), requests_per_s: Math.round(times.length / (LOAD_MS / 1000)) };
+  return { ...percentiles(times), requests_per_s: Math.round(times.length / (ms / 1000)) };
 }
 
 const results: Results = {};
@@ -225,7 +228,7 @@ const output = {
   date: new Date().toISOString(),
   node: process.version,
   cpus: os.cpus().length,
-  settings: { ROUND_TRIPS, SETUPS, NATIVE_SETUPS, TRANSFERS, SESSIONS, LOAD_MS, PAUSE_MS, PAYLOAD_BYTES, CHURN_CYCLES },
+  settings: { ROUND_TRIPS, SETUPS, NATIVE_SETUPS, TRANSFERS, SESSIONS, LOAD_MS, LOAD_WARM_UP_MS, PAUSE_MS, PAYLOAD_BYTES, CHURN_CYCLES },
   results,
   raw_in_process_pair_round_trip: inProcess,
   targets: checked,

@@ -62,7 +62,7 @@ export const configSchema = z.object({
    * Processes the server's WebRTC peers run in, apart from the server: a native crash in the WebRTC stack then costs
    * a resume, not the server, for a pipe hop on every message. 0 (the default) runs them in the server's own
    * process: with wrtc's send and description races fixed, the churn soaks found no crash left to isolate, and the
-   * hop cost 1.8x the server's CPU per request and twice the round trip's p99 (docs/SPEED.md).
+   * hop cost about twice the server's CPU per request and three to four times the round trip's p99 (docs/SPEED.md).
    */
   peerProcesses: z.coerce.number().int().min(0).max(64).default(0),
   /**
