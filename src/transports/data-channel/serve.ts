@@ -3,7 +3,7 @@
  * frames back on the channel it came from. On the server's `tabagent` channel they go through the session's
  * outbox, so a client that resumes on a new peer gets what it missed.
  */
-import type { Caller, Dispatcher } from '../../dispatch.ts';
+import type { Caller, Dispatcher, FinalAnswer } from '../../dispatch.ts';
 import { AppError } from '../../errors.ts';
 import { serveMessage, type Endpoint, type Route } from '../../inbound.ts';
 import { log, redact } from '../../log.ts';
@@ -49,21 +49,6 @@ export function serveChannel(session: ChannelSession, channel: RTCDataChannel, o
     sent.catch((error) => log.debug('answer not delivered', { session: sessionLabel, error }));
   };
 
-  const endpoint: Endpoint = {
-    caller: session.caller,
-    messageRate: session.messageRate,
-    send,
-    route(requestId) {
-      session.requestAccepted();
-      // Primary-channel requests belong to the session, not the link: closing the link leaves them running. A
-      // duplicate id is answered `conflict` directly: the outbox entry is the running request's.
-      if (primary && !session.caller.inFlight.has(requestId)) return keptForResume(session, requestId, link);
-      return { emit: send, deliver: ({ frame, attachment }) => (session.touch(), send(frame, attachment)), origin: link };
-    },
-    resume: primary ? (frame) => resume(frame) : undefined,
-    notResumable: 'Resume on the server\'s "tabagent" channel; requests on other channels are not kept',
-  };
-
   const resume = ({ pending }: ResumeFrame) => {
     const unknown: string[] = [];
     for (const { request_id: requestId, received } of pending) {
@@ -74,6 +59,25 @@ export function serveChannel(session: ChannelSession, channel: RTCDataChannel, o
       }
     }
     send({ type: 'resumed', unknown });
+  };
+
+  const endpoint: Endpoint = {
+    caller: session.caller,
+    messageRate: session.messageRate,
+    send,
+    route(requestId) {
+      session.requestAccepted();
+      // Primary-channel requests belong to the session, not the link: closing the link leaves them running. A
+      // duplicate id is answered `conflict` directly: the outbox entry is the running request's.
+      if (primary && !session.caller.inFlight.has(requestId)) return keptForResume(session, requestId, link);
+      const deliver = ({ frame, attachment }: FinalAnswer) => {
+        session.touch();
+        send(frame, attachment);
+      };
+      return { emit: send, deliver, origin: link };
+    },
+    resume: primary ? resume : undefined,
+    notResumable: 'Resume on the server\'s "tabagent" channel; requests on other channels are not kept',
   };
 
   const link: ChannelLink = new ChannelLink(channel, {
