@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert';
 import { spawnNativeHost } from '../src/transports/native/client.ts';
 import { nativeSocketPath, serverPidPath } from '../src/paths.ts';
 import { createSignalingClient } from '../src/client/signaling.ts';
-import { freePort, sleep, startDevServer, withTimeout } from './fixtures/dev-server.ts';
+import { alive, freePort, sleep, startDevServer, withTimeout } from './fixtures/dev-server.ts';
 import { fakeInference } from './fixtures/engine.ts';
 import { startServer } from './fixtures/server.ts';
 
@@ -41,15 +41,6 @@ function run(env: Record<string, string>): Promise<{ code: number | null; stderr
     60_000,
     () => `the server to exit; stderr:\n${stderr}`,
   );
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function gone(pid: number, what: string): Promise<void> {

@@ -7,6 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Chunk } from '../src/client/index.ts';
 import { encodeMessage, MessageReader } from '../src/peer/process/wire.ts';
+import { alive } from './fixtures/dev-server.ts';
 import { fakeInference } from './fixtures/engine.ts';
 import { FrameInbox, rawPeer } from './fixtures/raw-peer.ts';
 import { FetchEventSource } from './fixtures/sse.ts';
@@ -190,14 +191,5 @@ test('a peer process that stops answering is killed and replaced: its session re
     await server.close();
   }
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test.run();

@@ -13,7 +13,7 @@ import wrtc from '@roamhq/wrtc';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, type Chunk, type TabAgent } from '../src/client/index.ts';
-import { freePort, sleep, withTimeout } from './fixtures/dev-server.ts';
+import { alive, freePort, sleep, withTimeout } from './fixtures/dev-server.ts';
 import { startUpstream, type Upstream } from './fixtures/upstream.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -108,15 +108,6 @@ function commandOf(pid: number): string {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
   } catch {
     return '';
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 
