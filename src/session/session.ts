@@ -10,43 +10,14 @@ import type { ReassemblyBudget } from '../protocol/reassembler.ts';
 import type { MessageRate } from '../security/rate-limit.ts';
 import type { Stats } from '../stats.ts';
 import { serveChannel } from '../transports/data-channel/serve.ts';
+import { PeerCandidates } from './candidates.ts';
 import { EventLog, type EventListener } from './events.ts';
+import { assertTransition, type SessionInfo, type SessionState } from './state.ts';
 import { idOnNode } from './ids.ts';
 import { Outbox } from './outbox.ts';
 
-/**
- * `suspended`: the peer is gone but the session waits, for the resume grace period, for its client to come
- * back with the resume token; its requests keep running and their answers are kept.
- */
-export type SessionState = 'waiting_for_answer' | 'ice_gathering' | 'connected' | 'suspended' | 'disconnected';
-
-/** `waiting_for_answer` is reachable from every live state: a resume gives the session a new peer and offer. */
-const NEXT_STATES: Record<SessionState, readonly SessionState[]> = {
-  waiting_for_answer: ['ice_gathering', 'suspended', 'disconnected'],
-  ice_gathering: ['connected', 'waiting_for_answer', 'suspended', 'disconnected'],
-  connected: ['waiting_for_answer', 'suspended', 'disconnected'],
-  suspended: ['waiting_for_answer', 'disconnected'],
-  disconnected: [],
-};
-
-/**
- * Client candidates per peer, held before the answer or applied after it; a real client sends a handful. Each
- * applied one makes ICE checks against every local candidate on the network thread that all sessions share: a
- * thousand on one session stalled every other session for seconds.
- */
-const MAX_CANDIDATES = 64;
 /** Peers an offer may go through when they fail while it is made (a peer process dying each time). */
 const OFFER_ATTEMPTS = 3;
-
-export interface SessionInfo {
-  id: string;
-  clientId: string;
-  state: SessionState;
-  createdAt: string;
-  lastActivity: string;
-  expiresAt: string;
-  counts: { channels: number; requests: number; inFlight: number; iceCandidates: number; resumes: number };
-}
 
 export interface SessionOptions {
   id: string;
@@ -122,10 +93,8 @@ export class Session {
   private readonly links = new Set<ChannelLink>();
   /** The server's `tabagent` channel on the current peer: where resumable requests are answered. */
   private primary: ChannelLink | undefined;
-  /** Client ICE candidates that arrived before the answer: applied once the remote description is set. */
-  private earlyCandidates: RTCIceCandidateInit[] = [];
-  /** Client candidates applied, or being applied, to the current peer. */
-  private candidatesApplied = 0;
+  /** The client's candidates for the current peer. */
+  private candidates: PeerCandidates;
   private answering = false;
   private offering = false;
   private current: SessionState = 'waiting_for_answer';
@@ -150,6 +119,7 @@ export class Session {
       retentionMs: options.resumeGraceMs,
     });
     this.peer = pc;
+    this.candidates = this.candidatesFor(pc);
     this.offerExpiresAt = expiresAt;
   }
 
@@ -188,9 +158,7 @@ export class Session {
   /** The one place a session's state changes: checks the transition and tells subscribers. */
   private setState(next: SessionState): void {
     if (next === this.current) return;
-    if (!NEXT_STATES[this.current].includes(next)) {
-      throw new AppError('conflict', `Session is ${this.current}; it cannot become ${next}`);
-    }
+    assertTransition(this.current, next);
     this.current = next;
     if (next === 'connected') this.connectedOnce = true;
     this.events.push({ kind: 'state', state: next });
@@ -206,8 +174,9 @@ export class Session {
     return this.touchedAt;
   }
 
-  /** ICE reported `disconnected`: it may recover; if it has not within `graceMs`, the peer is lost. */
-  private peerDisconnected(graceMs: number): void {
+  /** ICE reported `disconnected`: it may recover; if it has not within the disconnect grace, the peer is lost. */
+  private peerDisconnected(): void {
+    const graceMs = this.options.peers.disconnectGraceMs;
     if (this.disconnectTimer || this.closed) return;
     this.disconnectTimer = setTimeout(() => this.lose('peer connection lost'), graceMs);
     this.disconnectTimer.unref?.();
@@ -323,11 +292,7 @@ export class Session {
     // A resume gave the session a new peer while this answer was applied to the old one: the new offer is unanswered.
     if (this.peer !== pc) throw resumedMeanwhile();
     this.setState('ice_gathering');
-    const early = this.earlyCandidates.splice(0);
-    const applied = early.map((candidate) =>
-      this.applyCandidate(candidate).catch((error) => log.debug('early candidate rejected', { session: redact(this.id), error })),
-    );
-    await Promise.all(applied);
+    await this.candidates.applyHeld((error) => log.debug('early candidate rejected', { session: redact(this.id), error }));
     if (this.eventLog.candidates().length === 0 && this.peer.iceGatheringState !== 'complete') {
       await this.eventLog.next(this.options.peers.iceGatheringTimeoutMs);
     }
@@ -338,15 +303,7 @@ export class Session {
   async addCandidate(input: CandidateInput): Promise<void> {
     this.touch();
     const candidate = normalizeCandidate(input);
-    if (!candidate) return;
-    if (!this.peer.remoteDescription) {
-      if (this.earlyCandidates.length >= MAX_CANDIDATES) {
-        throw new AppError('conflict', `More than ${MAX_CANDIDATES} candidates before an answer`);
-      }
-      this.earlyCandidates.push(candidate);
-      return;
-    }
-    await this.applyCandidate(candidate);
+    if (candidate) await this.candidates.add(candidate);
   }
 
   /** Sends `text` on every channel of the current peer (a notice for all, such as shutdown's). */
@@ -404,8 +361,7 @@ export class Session {
     this.dropPeer();
     this.eventLog.end();
     this.eventLog = this.newEventLog();
-    this.earlyCandidates = [];
-    this.candidatesApplied = 0;
+    this.candidates = this.candidatesFor(pc);
     this.peer = pc;
     this.offerExpiresAt = expiresAt;
     this.setState('waiting_for_answer');
@@ -425,7 +381,7 @@ export class Session {
           if (this.state === 'ice_gathering') this.setState('connected');
           break;
         case 'disconnected':
-          this.peerDisconnected(this.options.peers.disconnectGraceMs);
+          this.peerDisconnected();
           break;
         case 'failed':
           // While its offer is made, offer() replaces a failed peer.
@@ -448,24 +404,12 @@ export class Session {
     if (channel.readyState === 'open') this.channelOpened();
   }
 
-  private async applyCandidate(candidate: RTCIceCandidateInit): Promise<void> {
-    const pc = this.peer;
-    // Counted before the await, so concurrent calls cannot all pass the check; a rejected one gives its place back.
-    if (this.candidatesApplied >= MAX_CANDIDATES) {
-      throw new AppError('conflict', `More than ${MAX_CANDIDATES} candidates for one peer`, { details: { field: 'candidate' } });
-    }
-    this.candidatesApplied++;
-    try {
-      await pc.addIceCandidate(candidate);
-      this.remoteCandidates++;
-    } catch (cause) {
-      if (this.peer === pc) this.candidatesApplied--;
-      if (this.closed) throw notFound();
-      throw new AppError('invalid_request', `ICE candidate rejected: ${(cause as Error).message}`, {
-        details: { field: 'candidate' },
-        cause,
-      });
-    }
+  private candidatesFor(pc: RTCPeerConnection): PeerCandidates {
+    const rejected = (cause: unknown) => {
+      if (this.closed) return notFound();
+      return new AppError('invalid_request', `ICE candidate rejected: ${(cause as Error).message}`, { details: { field: 'candidate' }, cause });
+    };
+    return new PeerCandidates(pc, rejected, () => this.remoteCandidates++);
   }
 
   private newEventLog(): EventLog {

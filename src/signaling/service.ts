@@ -6,7 +6,8 @@ import type { CandidateInput } from '../protocol/candidates.ts';
 import type { NumberedEvent } from '../session/events.ts';
 import { nodeOf } from '../session/ids.ts';
 import type { SessionManager } from '../session/manager.ts';
-import type { Session, SessionInfo } from '../session/session.ts';
+import type { Session } from '../session/session.ts';
+import type { SessionInfo } from '../session/state.ts';
 
 export interface OfferResult {
   sessionId: string;
